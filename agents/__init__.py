@@ -1,0 +1,1 @@
+"""Agent engine: definitions, router, loop, tools, guardrails and model providers."""

@@ -1,0 +1,97 @@
+"""Agent definitions in the database: import, list, read, change, enable and disable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agents.definition import (
+    AgentDefinition,
+    load_definition_file,
+    parse_definition,
+    update_field,
+)
+from bot.errors import ConfigurationError, NotFoundError
+from bot.store.models import AgentDefinitionRow
+from bot.store.types import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAgent:
+    """A definition with its enabled flag and version."""
+
+    definition: AgentDefinition
+    enabled: bool
+    version: int
+
+
+def definition_files(path: Path) -> list[Path]:
+    """The YAML files `path` names: the file itself, or every *.yaml/*.yml in the directory."""
+    if path.is_dir():
+        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+        if not files:
+            raise ConfigurationError(f"{path}: no .yaml agent definitions in this directory")
+        return files
+    if not path.exists():
+        raise ConfigurationError(f"{path}: no such file or directory")
+    return [path]
+
+
+async def save(session: AsyncSession, definition: AgentDefinition) -> tuple[StoredAgent, bool]:
+    """Insert or replace a definition; (stored, created). Replacing bumps the version."""
+    row = await session.get(AgentDefinitionRow, definition.name)
+    spec = definition.model_dump(mode="json")
+    if row is None:
+        row = AgentDefinitionRow(name=definition.name, spec=spec, enabled=True, version=1)
+        session.add(row)
+        created = True
+    else:
+        created = False
+        if row.spec != spec:
+            row.spec, row.version, row.updated_at = spec, row.version + 1, utcnow()
+    await session.flush()
+    return StoredAgent(definition, row.enabled, row.version), created
+
+
+async def import_paths(session: AsyncSession, paths: Iterable[Path]) -> list[tuple[str, bool]]:
+    """Validate every file first, then save them all; one bad file imports nothing."""
+    definitions = [load_definition_file(f) for p in paths for f in definition_files(p)]
+    results = []
+    for definition in definitions:
+        _, created = await save(session, definition)
+        results.append((definition.name, created))
+    return results
+
+
+def _stored(row: AgentDefinitionRow) -> StoredAgent:
+    return StoredAgent(parse_definition(row.spec, row.name), row.enabled, row.version)
+
+
+async def get(session: AsyncSession, name: str) -> StoredAgent:
+    row = await session.get(AgentDefinitionRow, name)
+    if row is None:
+        raise NotFoundError(f"no agent named {name!r} (see `crmbot agent list`)")
+    return _stored(row)
+
+
+async def list_all(session: AsyncSession) -> list[StoredAgent]:
+    rows = await session.execute(select(AgentDefinitionRow).order_by(AgentDefinitionRow.name))
+    return [_stored(row) for row in rows.scalars()]
+
+
+async def set_enabled(session: AsyncSession, name: str, enabled: bool) -> None:
+    row = await session.get(AgentDefinitionRow, name)
+    if row is None:
+        raise NotFoundError(f"no agent named {name!r}")
+    row.enabled, row.updated_at = enabled, utcnow()
+
+
+async def set_field(session: AsyncSession, name: str, field: str, value: Any) -> StoredAgent:
+    stored = await get(session, name)
+    changed, _ = await save(session, update_field(stored.definition, field, value))
+    return changed

@@ -1,0 +1,74 @@
+"""Passing a conversation to people: the state change, the record, the word to the customer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agents.tools.base import ToolRefused
+from agents.tools.messaging import recipient_for
+from bot.audit import AuditLog
+from bot.store import outbox
+from bot.store.conversations import get_conversation
+from bot.store.models import Handoff
+
+CUSTOMER_NOTICE = (
+    "Thanks for your patience. I've passed this conversation to a colleague, "
+    "who will reply here as soon as possible."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffResult:
+    handoff: Handoff | None
+    """None when the conversation was already with people."""
+
+
+async def hand_off(
+    session: AsyncSession,
+    audit: AuditLog,
+    *,
+    conversation_id: int,
+    reason: str,
+    summary: str = "",
+    run_id: str | None = None,
+    actor: str,
+    tell_customer: bool = True,
+) -> HandoffResult:
+    """Move the conversation to `handed_off`, record why, and tell the customer once."""
+    conversation = await get_conversation(session, conversation_id)
+    if conversation.state == "handed_off":
+        return HandoffResult(None)
+    conversation.state = "handed_off"
+    handoff = Handoff(
+        conversation_id=conversation_id, run_id=run_id, reason=reason, summary=summary
+    )
+    session.add(handoff)
+    await session.flush()
+    if tell_customer:
+        try:
+            recipient = await recipient_for(session, conversation.contact_id, conversation.channel)
+        except ToolRefused:
+            recipient = None
+        if recipient is not None:
+            await outbox.enqueue(
+                session,
+                key=f"handoff:{handoff.id}:notice",
+                conversation_id=conversation_id,
+                contact_id=conversation.contact_id,
+                channel=conversation.channel,
+                recipient=recipient,
+                text=CUSTOMER_NOTICE,
+                author="system",
+                run_id=run_id,
+            )
+    await audit.append(
+        session,
+        "handoff",
+        {"reason": reason, "summary": summary, "handoff_id": handoff.id},
+        actor=actor,
+        run_id=run_id,
+        conversation_id=conversation_id,
+    )
+    return HandoffResult(handoff)

@@ -1,0 +1,142 @@
+"""The offline provider: a deterministic policy read from the agent definition.
+
+It needs no key and no network, so crmbot is usable and demonstrable out of the box. It asks
+the agent's qualifying questions in turn, records each answer with `record_answer`, hands off
+when the questions are done (or when it has nothing scripted to say), books nothing, and says
+plainly that it is offline when asked what it is. It speaks through the same tool calls and
+loop as a real model, so everything around it (policy, audit, outbox) is exercised for real.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from agents.messages import (
+    AssistantTurn,
+    Message,
+    ModelRequest,
+    ModelTurn,
+    ToolCall,
+    ToolResult,
+    Usage,
+    UserText,
+)
+from agents.providers.base import Provider
+
+IDENTITY_QUESTION = re.compile(
+    r"(?i)\b(?:who|what)\s+are\s+you\b|\bare\s+you\s+(?:a\s+)?(?:bot|robot|ai|human|real|person)"
+    r"|\bwhich\s+(?:model|ai)\b"
+)
+IDENTITY_ANSWER = (
+    "I'm crmbot's assistant running in offline mode: no AI model is connected, so I follow a "
+    "fixed script of questions. A person on the team will read everything you write here."
+)
+GREETING = "Hi, thanks for getting in touch!"
+
+
+def _estimate_tokens(characters: int) -> int:
+    """About four characters a token: enough for the audit trail and budgets to mean something."""
+    return max(1, characters // 4)
+
+
+class OfflineProvider(Provider):
+    """Scripted qualifying conversation driven by `ModelRequest.agent_hints`."""
+
+    name = "offline"
+
+    async def complete(self, request: ModelRequest) -> ModelTurn:
+        turn = self._decide(request)
+        prompt_size = len(request.system) + sum(len(str(m)) for m in request.messages)
+        answer_size = len(turn.text) + sum(len(json.dumps(c.arguments)) for c in turn.tool_calls)
+        usage = Usage(_estimate_tokens(prompt_size), _estimate_tokens(answer_size))
+        return ModelTurn(turn.text, turn.tool_calls, usage, request.model, turn.stop_reason)
+
+    def _decide(self, request: ModelRequest) -> ModelTurn:
+        tools = {t.name for t in request.tools}
+        last = request.messages[-1] if request.messages else UserText("")
+        if isinstance(last, ToolResult):
+            return self._after_tool(request, last, tools)
+        text = last.text if isinstance(last, UserText) else ""
+        if IDENTITY_QUESTION.search(text):
+            return ModelTurn(text=IDENTITY_ANSWER, stop_reason="end_turn")
+        return self._qualify(request, text, tools)
+
+    def _qualify(self, request: ModelRequest, text: str, tools: set[str]) -> ModelTurn:
+        questions: list[dict[str, str]] = request.agent_hints.get("questions", [])
+        answers: dict[str, Any] = request.agent_hints.get("answers", {})
+        pending = _last_asked(request.messages, questions)
+        if pending and pending["key"] not in answers and "record_answer" in tools:
+            arguments = {"key": pending["key"], "answer": text.strip()[:1000] or "(no answer)"}
+            return _call("record_answer", arguments)
+        remaining = [q for q in questions if q["key"] not in answers]
+        if remaining and "send_message" in tools:
+            opener = f"{GREETING} " if not _asked_anything(request.messages) else ""
+            return ModelTurn(text=opener + remaining[0]["ask"], stop_reason="end_turn")
+        return self._hand_over(answers, text)
+
+    def _after_tool(self, request: ModelRequest, result: ToolResult, tools: set[str]) -> ModelTurn:
+        if result.is_error or result.name in ("handoff_to_human", "send_message"):
+            if result.is_error:
+                return self._hand_over({}, f"tool {result.name} failed: {result.content}")
+            return _call("finish", {"summary": f"{result.name} done"})
+        if result.name == "record_answer":
+            remaining = json.loads(result.content).get("remaining_questions", [])
+            questions = {q["key"]: q["ask"] for q in request.agent_hints.get("questions", [])}
+            if remaining and "send_message" in tools:
+                return ModelTurn(text=f"Thanks! {questions[remaining[0]]}", stop_reason="end_turn")
+            answers = {**request.agent_hints.get("answers", {}), **_just_recorded(request)}
+            return self._hand_over(answers, "all qualifying questions answered")
+        return _call("finish", {"summary": f"looked at {result.name}"})
+
+    def _hand_over(self, answers: dict[str, Any], context: str) -> ModelTurn:
+        summary = "; ".join(f"{k}: {v}" for k, v in answers.items()) or context
+        reason = (
+            "lead qualified: every question answered"
+            if context == "all qualifying questions answered"
+            else "the offline assistant has no scripted answer for this"
+        )
+        return _call("handoff_to_human", {"reason": reason, "summary": summary[:2000]})
+
+
+def _call(name: str, arguments: dict[str, Any]) -> ModelTurn:
+    call = ToolCall(
+        id=f"offline-{name}", name=name, arguments=arguments, raw_arguments=json.dumps(arguments)
+    )
+    return ModelTurn(tool_calls=(call,), stop_reason="tool_use")
+
+
+def _just_recorded(request: ModelRequest) -> dict[str, Any]:
+    """The answer the preceding record_answer call saved."""
+    for message in reversed(request.messages):
+        if isinstance(message, AssistantTurn):
+            for call in message.tool_calls:
+                if call.name == "record_answer" and call.arguments:
+                    return {str(call.arguments["key"]): call.arguments["answer"]}
+            break
+    return {}
+
+
+def _assistant_texts(messages: tuple[Message, ...]) -> list[str]:
+    texts: list[str] = []
+    for message in messages:
+        if isinstance(message, AssistantTurn):
+            texts.append(message.text)
+            texts += [str((c.arguments or {}).get("text", "")) for c in message.tool_calls]
+    return texts
+
+
+def _asked_anything(messages: tuple[Message, ...]) -> bool:
+    return any(text.strip() for text in _assistant_texts(messages))
+
+
+def _last_asked(
+    messages: tuple[Message, ...], questions: list[dict[str, str]]
+) -> dict[str, str] | None:
+    """The question our most recent message asked, if it asked one."""
+    for text in reversed(_assistant_texts(messages)):
+        if not text.strip():
+            continue
+        return next((q for q in questions if text.rstrip().endswith(q["ask"])), None)
+    return None

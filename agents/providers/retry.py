@@ -1,0 +1,83 @@
+"""One retry policy for every provider: exponential backoff with jitter, honouring Retry-After.
+
+Adapters turn their SDK's exceptions into `ProviderError(retryable=...)` (and may attach the
+server's `retry_after` seconds); this module decides whether and when to try again. The SDKs'
+own retry loops are switched off so that retries happen, and are logged, in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from bot.errors import ProviderError
+
+log = logging.getLogger("agents.providers")
+T = TypeVar("T")
+
+
+class RetryableProviderError(ProviderError):
+    """A transient failure (429, 5xx, timeout, dropped connection)."""
+
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+        super().__init__(detail, retryable=True)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Backoff shape shared by all adapters."""
+
+    initial: float = 0.5
+    maximum: float = 20.0
+    jitter: float = 0.5
+    max_retry_after: float = 60.0
+
+
+DEFAULT_BACKOFF = Backoff()
+
+
+def _wait(backoff: Backoff) -> Callable[[RetryCallState], float]:
+    exponential = wait_exponential_jitter(
+        initial=backoff.initial, max=backoff.maximum, jitter=backoff.jitter
+    )
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RetryableProviderError) and error.retry_after is not None:
+            return min(error.retry_after, backoff.max_retry_after)
+        return float(exponential(state))
+
+    return wait
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning("provider call failed, retrying (attempt %d): %s", state.attempt_number, error)
+
+
+async def call_with_retries(
+    call: Callable[[], Awaitable[T]], *, max_retries: int, backoff: Backoff = DEFAULT_BACKOFF
+) -> T:
+    """Await `call()`, retrying `RetryableProviderError` up to `max_retries` times."""
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(max_retries + 1),
+        wait=_wait(backoff),
+        retry=retry_if_exception(lambda exc: isinstance(exc, RetryableProviderError)),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity reraises the last error")

@@ -1,0 +1,86 @@
+"""Choosing the agent for a conversation.
+
+Order: an agent an admin assigned to the contact, then the conversation's current agent (the
+choice is sticky), then the highest-priority agent whose rules match, then the default agent.
+A disabled agent is skipped at every step.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agents import catalog
+from agents.catalog import StoredAgent
+from agents.definition import AgentDefinition, Match
+from bot.errors import NotFoundError
+from bot.store.models import Contact, Conversation, Deal
+
+log = logging.getLogger("agents.router")
+CLOSED_STAGES = ("won", "lost")
+
+
+async def _enabled(session: AsyncSession, name: str | None) -> AgentDefinition | None:
+    if not name:
+        return None
+    try:
+        stored = await catalog.get(session, name)
+    except NotFoundError:
+        log.warning("agent %s is referenced but does not exist", name)
+        return None
+    return stored.definition if stored.enabled else None
+
+
+async def open_deal(session: AsyncSession, contact_id: int) -> Deal | None:
+    """The contact's most recently active deal that is not won or lost."""
+    query = (
+        select(Deal)
+        .where(Deal.contact_id == contact_id, Deal.stage.not_in(CLOSED_STAGES))
+        .order_by(Deal.last_activity_at.desc(), Deal.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def matches(rule: Match, conversation: Conversation, contact: Contact, stage: str | None) -> bool:
+    """True when every field the rule sets holds for this conversation."""
+    checks = [
+        not rule.channels or conversation.channel in rule.channels,
+        not rule.tags or bool(set(rule.tags) & set(contact.tags or [])),
+        not rule.stages or stage in rule.stages,
+        rule.min_score is None or contact.lead_score >= rule.min_score,
+        rule.max_score is None or contact.lead_score <= rule.max_score,
+    ]
+    return all(checks)
+
+
+def _by_rules(
+    agents: list[StoredAgent], conversation: Conversation, contact: Contact, stage: str | None
+) -> AgentDefinition | None:
+    candidates = [
+        a.definition
+        for a in agents
+        if a.enabled
+        and a.definition.reacts_to_inbound
+        and matches(a.definition.match, conversation, contact, stage)
+    ]
+    candidates.sort(key=lambda d: (-d.priority, d.name))
+    return candidates[0] if candidates else None
+
+
+async def choose_agent(
+    session: AsyncSession, conversation: Conversation, contact: Contact, default_agent: str
+) -> AgentDefinition | None:
+    """The agent for this conversation, remembered on it; None if no agent is available."""
+    chosen = await _enabled(session, contact.assigned_agent)
+    chosen = chosen or await _enabled(session, conversation.current_agent)
+    if chosen is None:
+        deal = await open_deal(session, contact.id)
+        agents = await catalog.list_all(session)
+        chosen = _by_rules(agents, conversation, contact, deal.stage if deal else None)
+    chosen = chosen or await _enabled(session, default_agent)
+    if chosen is not None and conversation.current_agent != chosen.name:
+        conversation.current_agent = chosen.name
+    return chosen

@@ -1,0 +1,37 @@
+"""What one agent run knows about itself while it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from agents.definition import AgentDefinition
+from agents.guardrails import OutputPolicy
+from agents.messages import Usage
+
+
+@dataclass
+class RunState:
+    """Identity, scope and counters of a run. Tools act only for `contact_id`."""
+
+    run_id: str
+    agent: AgentDefinition
+    contact_id: int
+    conversation_id: int
+    channel: str
+    trigger: str
+    """inbound | schedule | event | test"""
+    started_by: str
+    policy: OutputPolicy
+    dry_run: bool = False
+    """Plan only: tools that change state or send report what they would do."""
+    steps: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost: Decimal = field(default_factory=Decimal)
+    policy_blocks: int = 0
+    messages_sent: int = 0
+    call_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def actor(self) -> str:
+        return f"agent:{self.agent.name}"

@@ -1,0 +1,85 @@
+"""Read the contact and the conversation; record qualifying answers."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from agents.router import open_deal
+from agents.tools.base import ToolArgs, ToolOutcome, ToolRefused, tool
+from agents.tools.context import ToolContext
+from bot.store.contacts import get_contact as load_contact
+from bot.store.inbox import recent_messages
+from bot.store.models import Contact
+
+
+class GetContactArgs(ToolArgs):
+    contact_id: int | None = Field(
+        None, description="Omit for this conversation's contact (the only one you may read)"
+    )
+
+
+def contact_card(contact: Contact) -> dict[str, object]:
+    return {
+        "id": contact.id,
+        "name": contact.name,
+        "email": contact.email,
+        "phone": contact.phone,
+        "telegram_username": contact.telegram_username,
+        "tags": list(contact.tags or []),
+        "lead_score": contact.lead_score,
+        "owner": contact.owner,
+        "lead_source": contact.lead_source,
+        "fields": dict(contact.custom_fields or {}),
+    }
+
+
+@tool()
+async def get_contact(ctx: ToolContext, args: GetContactArgs) -> ToolOutcome:
+    """Fetch the contact record of this conversation: name, email, tags, lead score, owner,
+    recorded answers, and their open deal."""
+    contact = await load_contact(ctx.session, ctx.require_own_contact(args.contact_id))
+    deal = await open_deal(ctx.session, contact.id)
+    card = contact_card(contact)
+    card["open_deal"] = (
+        {"id": deal.id, "title": deal.title, "stage": deal.stage, "owner": deal.owner}
+        if deal
+        else None
+    )
+    return ToolOutcome(card)
+
+
+class GetRecentMessagesArgs(ToolArgs):
+    contact_id: int | None = Field(None, description="Omit for this conversation's contact")
+    n: int = Field(10, ge=1, le=50, description="How many of the latest messages")
+
+
+@tool()
+async def get_recent_messages(ctx: ToolContext, args: GetRecentMessagesArgs) -> ToolOutcome:
+    """Fetch the latest messages of this conversation, oldest first."""
+    ctx.require_own_contact(args.contact_id)
+    messages = await recent_messages(ctx.session, ctx.run.conversation_id, args.n)
+    return ToolOutcome(
+        {
+            "messages": [
+                {"from": m.author, "text": m.text, "at": m.created_at.isoformat()} for m in messages
+            ]
+        }
+    )
+
+
+class RecordAnswerArgs(ToolArgs):
+    key: str = Field(description="The question's key, as listed in your instructions")
+    answer: str = Field(min_length=1, max_length=1000, description="The contact's answer")
+
+
+@tool(mutates=True)
+async def record_answer(ctx: ToolContext, args: RecordAnswerArgs) -> ToolOutcome:
+    """Save the contact's answer to one of your qualifying questions."""
+    keys = [q.key for q in ctx.run.agent.questions]
+    if args.key not in keys:
+        raise ToolRefused("unknown_question", f"key must be one of {keys}")
+    contact = await load_contact(ctx.session, ctx.run.contact_id)
+    if not ctx.run.dry_run:
+        contact.custom_fields = {**(contact.custom_fields or {}), args.key: args.answer}
+    remaining = [k for k in keys if k not in (contact.custom_fields or {}) and k != args.key]
+    return ToolOutcome({"recorded": args.key, "remaining_questions": remaining})

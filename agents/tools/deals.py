@@ -1,0 +1,139 @@
+"""Pipeline and calendar: move a deal, book a meeting. Destructive moves wait for staff."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+from sqlalchemy import select
+
+from agents.router import open_deal
+from agents.tools.base import ToolArgs, ToolOutcome, ToolRefused, tool
+from agents.tools.context import ToolContext
+from bot.store.contacts import get_contact
+from bot.store.models import Deal, Meeting, Message, PendingConfirmation
+from bot.store.types import utcnow
+
+Stage = Literal["new", "qualified", "meeting_booked", "proposal", "negotiation", "won", "lost"]
+NEEDS_CONFIRMATION: frozenset[str] = frozenset({"won", "lost"})
+"""Stages that close a deal: an agent may only propose them; staff confirm."""
+MAX_DAYS_AHEAD = 90
+
+
+class UpdateDealStageArgs(ToolArgs):
+    stage: Stage = Field(description="The new stage")
+    deal_id: int | None = Field(None, description="Omit for the contact's open deal")
+
+
+async def _own_deal(ctx: ToolContext, deal_id: int | None) -> Deal | None:
+    if deal_id is None:
+        return await open_deal(ctx.session, ctx.run.contact_id)
+    deal = await ctx.session.get(Deal, deal_id)
+    if deal is None or deal.contact_id != ctx.run.contact_id:
+        raise ToolRefused("out_of_scope", f"deal {deal_id} is not this contact's deal")
+    return deal
+
+
+async def _propose(ctx: ToolContext, action: str, arguments: dict[str, object]) -> ToolOutcome:
+    key = f"run:{ctx.run.run_id}:{action}:{sorted(arguments.items())}"
+    if not ctx.run.dry_run:
+        ctx.session.add(
+            PendingConfirmation(
+                idempotency_key=key,
+                run_id=ctx.run.run_id,
+                conversation_id=ctx.run.conversation_id,
+                action=action,
+                arguments=arguments,
+            )
+        )
+    return ToolOutcome(
+        {
+            "pending_confirmation": True,
+            "message": "Staff must approve this; do not tell the contact it is done.",
+        }
+    )
+
+
+@tool(mutates=True)
+async def update_deal_stage(ctx: ToolContext, args: UpdateDealStageArgs) -> ToolOutcome:
+    """Move the contact's deal to a new pipeline stage (a deal is opened if there is none).
+    Closing a deal as won or lost needs staff approval and is queued for them."""
+    deal = await _own_deal(ctx, args.deal_id)
+    if args.stage in NEEDS_CONFIRMATION:
+        return await _propose(
+            ctx, "update_deal_stage", {"deal_id": deal.id if deal else None, "stage": args.stage}
+        )
+    if ctx.run.dry_run:
+        return ToolOutcome({"would_move": deal.id if deal else "new deal", "stage": args.stage})
+    if deal is None:
+        contact = await get_contact(ctx.session, ctx.run.contact_id)
+        deal = Deal(contact_id=contact.id, title=contact.name, owner=contact.owner)
+        ctx.session.add(deal)
+    previous, deal.stage, deal.last_activity_at = deal.stage, args.stage, utcnow()
+    await ctx.session.flush()
+    return ToolOutcome({"deal_id": deal.id, "from": previous, "to": args.stage})
+
+
+class ScheduleMeetingArgs(ToolArgs):
+    starts_at: AwareDatetime = Field(
+        description="ISO 8601 with time zone, e.g. 2026-05-04T15:00+02:00"
+    )
+    contact_quote: str = Field(
+        min_length=3,
+        max_length=300,
+        description="The contact's own words, copied exactly, proposing or accepting this time",
+    )
+    duration_minutes: int = Field(30, ge=15, le=120)
+    topic: str = Field("Intro call", max_length=200)
+
+
+def _normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+async def _contact_said(ctx: ToolContext, quote: str) -> bool:
+    query = select(Message.text).where(
+        Message.conversation_id == ctx.run.conversation_id,
+        Message.direction == "in",
+        Message.author == "contact",
+    )
+    wanted = _normalize(quote)
+    return any(wanted in _normalize(text) for text in (await ctx.session.execute(query)).scalars())
+
+
+def _check_time(starts_at: datetime) -> None:
+    now = utcnow()
+    if starts_at <= now:
+        raise ToolRefused("invalid_time", "starts_at is in the past")
+    if starts_at > now + timedelta(days=MAX_DAYS_AHEAD):
+        raise ToolRefused("invalid_time", f"starts_at is more than {MAX_DAYS_AHEAD} days ahead")
+
+
+@tool(mutates=True)
+async def schedule_meeting(ctx: ToolContext, args: ScheduleMeetingArgs) -> ToolOutcome:
+    """Book a meeting with the contact at a time THEY proposed or accepted. Quote their words
+    exactly in contact_quote; a time the contact never agreed to is refused."""
+    _check_time(args.starts_at)
+    if not await _contact_said(ctx, args.contact_quote):
+        raise ToolRefused(
+            "not_agreed",
+            "contact_quote is not in anything the contact wrote; ask them for a time first.",
+        )
+    deal = await open_deal(ctx.session, ctx.run.contact_id)
+    if ctx.run.dry_run:
+        return ToolOutcome({"would_book": args.starts_at.isoformat()})
+    meeting = Meeting(
+        contact_id=ctx.run.contact_id,
+        deal_id=deal.id if deal else None,
+        starts_at=args.starts_at,
+        duration_minutes=args.duration_minutes,
+        topic=args.topic,
+        run_id=ctx.run.run_id,
+    )
+    ctx.session.add(meeting)
+    if deal is not None:
+        deal.last_activity_at = utcnow()
+    await ctx.session.flush()
+    return ToolOutcome({"meeting_id": meeting.id, "starts_at": args.starts_at.isoformat()})

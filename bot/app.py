@@ -1,0 +1,114 @@
+"""App wiring: build the components once, run the channel tasks, stop cleanly.
+
+Like aiogram's `start_polling`: start-up (migrations), run every task, wait for the first to
+end or for SIGINT/SIGTERM, then shut down in order: runs in progress finish, the outbox gets a
+last pass, and every resource is closed in `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from agents import catalog
+from agents.engine import Engine, ProviderPool
+from bot.audit import AuditLog
+from bot.delivery import OutboxWorker
+from bot.dispatcher import Dispatcher
+from bot.redact import Redactor
+from bot.settings import Settings
+from bot.store.db import Database
+from channels.base import Channel
+
+log = logging.getLogger("bot.app")
+
+
+class App:
+    """The wired components of one crmbot process."""
+
+    def __init__(self, settings: Settings, *, quiet_seconds: float = 0.0) -> None:
+        self.settings = settings
+        self.redactor = Redactor(settings.secrets())
+        self.db = Database(settings.database_url)
+        self.audit = AuditLog(self.redactor)
+        self.providers = ProviderPool(settings)
+        self.engine = Engine(self.db, self.audit, settings, self.providers)
+        self.dispatcher = Dispatcher(
+            self.db,
+            self.engine,
+            worker_id=settings.worker_id,
+            lease_seconds=max(settings.lease_seconds, settings.run_timeout_seconds * 2),
+            quiet_seconds=quiet_seconds,
+            after_run=self.wake_outbox,
+        )
+        self.outbox_workers: dict[str, OutboxWorker] = {}
+
+    async def start(self) -> None:
+        """Apply migrations and warn if there is nothing to run."""
+        await self.db.migrate()
+        async with self.db.transaction() as session:
+            agents = await catalog.list_all(session)
+        if not agents:
+            log.warning(
+                "no agents defined: import some with `crmbot agent import agents/templates`"
+            )
+
+    def add_channel(self, channel: Channel) -> OutboxWorker:
+        worker = OutboxWorker(self.db, self.audit, channel, worker_id=self.settings.worker_id)
+        self.outbox_workers[channel.name] = worker
+        return worker
+
+    def wake_outbox(self) -> None:
+        for worker in self.outbox_workers.values():
+            worker.wake()
+
+    async def flush_outbox(self) -> None:
+        """Deliver everything that is due now (used at shutdown and by the console)."""
+        for worker in self.outbox_workers.values():
+            while await worker.deliver_due():
+                pass
+
+    async def aclose(self) -> None:
+        await self.dispatcher.aclose()
+        with contextlib.suppress(Exception):
+            await self.flush_outbox()
+        await self.providers.aclose()
+        await self.db.dispose()
+
+
+async def serve(app: App, channel_tasks: list[Coroutine[Any, Any, None]]) -> None:
+    """Run the channels and background workers until one channel ends or a signal arrives."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    channels = [asyncio.create_task(coro) for coro in channel_tasks]
+    background = [asyncio.create_task(app.dispatcher.run_sweeper(), name="sweeper")]
+    background += [
+        asyncio.create_task(w.run_forever(), name=f"outbox-{name}")
+        for name, w in app.outbox_workers.items()
+    ]
+    stopper = asyncio.create_task(stop.wait(), name="signals")
+    try:
+        done, _ = await asyncio.wait([*channels, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                log.error("channel task failed", exc_info=task.exception())
+        if stop.is_set():
+            log.info("stop requested; finishing runs in progress")
+    finally:
+        for task in [*channels, stopper]:
+            task.cancel()
+        await asyncio.gather(*channels, stopper, return_exceptions=True)
+        await app.dispatcher.idle()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)

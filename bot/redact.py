@@ -1,0 +1,58 @@
+"""Keep secrets out of logs and the audit trail.
+
+Configured secret values are replaced wherever they appear, and so is anything shaped like a
+provider API key or a Telegram bot token, in case a secret arrives by another route (an error
+message from an SDK that echoes a header, say).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+_SECRET_SHAPES = re.compile(
+    r"(sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,})"  # OpenAI / Anthropic keys
+    r"|(AIza[0-9A-Za-z_\-]{30,})"  # Google API keys
+    r"|(\b\d{6,12}:[A-Za-z0-9_\-]{30,}\b)"  # Telegram bot tokens
+)
+MASK = "[redacted]"
+
+
+class Redactor:
+    """Replaces known secrets and secret-shaped strings in text and JSON-like values."""
+
+    def __init__(self, secrets: list[str] | None = None) -> None:
+        self._secrets = sorted({s for s in secrets or [] if len(s) >= 4}, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            value = value.replace(secret, MASK)
+        return _SECRET_SHAPES.sub(MASK, value)
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {key: self.value(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(item) for item in value]
+        return value
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that renders the message once and redacts it."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redactor.text(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.redactor.text(
+                logging.Formatter().formatException(record.exc_info)
+            )
+            record.exc_info = None
+        return True

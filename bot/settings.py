@@ -1,0 +1,129 @@
+"""Settings from the environment and `.env`, validated once at start-up.
+
+Every field here is listed and explained in `.env.example` and the README's configuration
+table. `load_settings()` turns a validation failure into one `ConfigurationError` line that
+names the setting, so a bad value never surfaces as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigurationError
+
+ProviderName = Literal["openai", "anthropic", "gemini", "offline"]
+
+DEFAULT_MODELS: dict[str, str] = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-3-5-haiku-latest",
+    "gemini": "gemini-2.0-flash",
+    "offline": "offline-policy",
+}
+_KEY_SETTING = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+}
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    """crmbot's configuration; names match the environment variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    database_url: str = Field(
+        "sqlite+aiosqlite:///data/crmbot.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+    )
+    llm_provider: ProviderName | None = Field(
+        None,
+        description="openai | anthropic | gemini | offline; default: the keyed one, else offline",
+    )
+    llm_model: str | None = Field(None, description="Model name; default depends on the provider")
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str | None = None
+    llm_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one provider request")
+    llm_max_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx/timeouts")
+    llm_price_input_per_mtok: Decimal | None = Field(
+        None, ge=0, description="Override: USD per million input tokens"
+    )
+    llm_price_output_per_mtok: Decimal | None = Field(
+        None, ge=0, description="Override: USD per million output tokens"
+    )
+    default_agent: str = Field("lead-qualifying", description="Agent used when no rule matches")
+    run_timeout_seconds: float = Field(120.0, gt=0, description="Wall-clock cap of one agent run")
+    worker_id: str = Field(default_factory=_default_worker_id)
+    lease_seconds: float = Field(
+        300.0, gt=0, description="How long a worker holds a conversation before others may take it"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _pick_provider(self) -> Settings:
+        if self.llm_provider is None:
+            keyed = [name for name in ("openai", "anthropic", "gemini") if self.api_key(name)]
+            self.llm_provider = keyed[0] if keyed else "offline"  # type: ignore[assignment]
+        if self.llm_provider != "offline" and not self.api_key(self.llm_provider):
+            setting = _KEY_SETTING[self.llm_provider]
+            raise ValueError(f"{setting} is required when LLM_PROVIDER={self.llm_provider}")
+        if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return self
+
+    def api_key(self, provider: str) -> str | None:
+        """The API key configured for `provider`, or None."""
+        secret: SecretStr | None = getattr(self, f"{provider}_api_key", None)
+        return secret.get_secret_value() if secret else None
+
+    def base_url(self, provider: str) -> str | None:
+        """The base URL override for `provider`, or None for the SDK's default."""
+        url: str | None = getattr(self, f"{provider}_base_url", None)
+        return url
+
+    def model_for(self, provider: str) -> str:
+        """The model to use for `provider` when the agent does not name one."""
+        if self.llm_model and provider == self.llm_provider:
+            return self.llm_model
+        return DEFAULT_MODELS[provider]
+
+    def secrets(self) -> list[str]:
+        """Every secret value configured, for log and audit redaction."""
+        found = []
+        for name, value in self:
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                found.append(value.get_secret_value())
+            elif name == "database_url" and "@" in str(value):
+                password = str(value).split("://", 1)[-1].split("@", 1)[0].partition(":")[2]
+                if password:
+                    found.append(password)
+        return found
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; raise `ConfigurationError` with one line naming the bad setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"]).upper()
+        message = str(first["msg"]).removeprefix("Value error, ")
+        where = f"{loc}: " if loc else ""
+        raise ConfigurationError(f"invalid setting {where}{message}") from None

@@ -1,0 +1,1 @@
+"""The conversation store: schema, engine, migrations and the repositories over them."""

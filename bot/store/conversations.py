@@ -1,0 +1,91 @@
+"""Conversations: opening them, their state, and the lease that gives one worker a turn."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.errors import NotFoundError
+from bot.store.models import Conversation
+from bot.store.types import utcnow
+
+STATES = ("bot", "handed_off", "closed")
+
+
+async def find_open(session: AsyncSession, contact_id: int, channel: str) -> Conversation | None:
+    query = select(Conversation).where(
+        Conversation.contact_id == contact_id,
+        Conversation.channel == channel,
+        Conversation.state != "closed",
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def open_conversation(
+    session: AsyncSession, contact_id: int, channel: str, subject: str | None = None
+) -> Conversation:
+    """The contact's open conversation on `channel`, started if there is none."""
+    found = await find_open(session, contact_id, channel)
+    if found is not None:
+        return found
+    conversation = Conversation(contact_id=contact_id, channel=channel, subject=subject)
+    try:
+        async with session.begin_nested():
+            session.add(conversation)
+    except IntegrityError:
+        # A concurrent worker opened it first; the partial unique index guarantees one.
+        found = await find_open(session, contact_id, channel)
+        if found is None:
+            raise
+        return found
+    return conversation
+
+
+async def get_conversation(session: AsyncSession, conversation_id: int) -> Conversation:
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise NotFoundError(f"no conversation with id {conversation_id}")
+    return conversation
+
+
+async def set_state(session: AsyncSession, conversation_id: int, state: str) -> None:
+    if state not in STATES:
+        raise ValueError(f"unknown conversation state {state!r}")
+    await session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id)
+        .values(state=state, updated_at=utcnow())
+    )
+
+
+async def try_lease(
+    session: AsyncSession, conversation_id: int, owner: str, seconds: float
+) -> bool:
+    """Take (or extend) the conversation's lease; False if another worker holds it."""
+    now = utcnow()
+    result = await session.execute(
+        update(Conversation)
+        .where(
+            Conversation.id == conversation_id,
+            or_(
+                Conversation.lease_until.is_(None),
+                Conversation.lease_until < now,
+                Conversation.lease_owner == owner,
+            ),
+        )
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def release_lease(session: AsyncSession, conversation_id: int, owner: str) -> None:
+    await session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,167 @@
+"""The outbox: every outbound message is written here first, then delivered by a worker.
+
+An item moves pending -> sending -> sent, or back to pending with a later `next_attempt_at`
+after a transient failure, or to failed. A worker that dies while an item is `sending` leaves
+its outcome unknown: once the claim expires the item becomes `unknown` and stays there until a
+person decides, because resending could deliver the message twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.store.models import Message, OutboxItem
+from bot.store.types import utcnow
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    key: str,
+    conversation_id: int,
+    contact_id: int,
+    channel: str,
+    recipient: str,
+    text: str,
+    author: str = "agent",
+    run_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> tuple[OutboxItem, bool]:
+    """Queue a message under idempotency `key`; (item, created). A repeated key is a no-op."""
+    existing = await by_key(session, key)
+    if existing is not None:
+        return existing, False
+    message = Message(
+        conversation_id=conversation_id,
+        contact_id=contact_id,
+        direction="out",
+        author=author,
+        channel=channel,
+        text=text,
+        meta=meta or {},
+        run_id=run_id,
+    )
+    item = OutboxItem(
+        idempotency_key=key,
+        conversation_id=conversation_id,
+        contact_id=contact_id,
+        channel=channel,
+        recipient=recipient,
+        author=author,
+        text=text,
+        meta=meta or {},
+        run_id=run_id,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(message)
+            await session.flush()
+            item.message_id = message.id
+            session.add(item)
+    except IntegrityError:
+        existing = await by_key(session, key)
+        if existing is None:
+            raise
+        return existing, False
+    return item, True
+
+
+async def by_key(session: AsyncSession, key: str) -> OutboxItem | None:
+    query = select(OutboxItem).where(OutboxItem.idempotency_key == key)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def claim_due(
+    session: AsyncSession, channel: str, owner: str, *, limit: int = 50, claim_seconds: float = 60
+) -> list[OutboxItem]:
+    """Claim due items for `channel`, at most one per conversation, oldest first.
+
+    An item is held back while an earlier item of its conversation is still unsent, so a
+    conversation's messages arrive in the order they were written.
+    """
+    now = utcnow()
+    query = (
+        select(OutboxItem)
+        .where(OutboxItem.channel == channel, OutboxItem.status.in_(("pending", "sending")))
+        .order_by(OutboxItem.id)
+        .limit(limit * 4)
+    )
+    claimed: list[OutboxItem] = []
+    blocked: set[int] = set()
+    for item in (await session.execute(query)).scalars():
+        if item.conversation_id in blocked or len(claimed) >= limit:
+            continue
+        blocked.add(item.conversation_id)
+        if item.status != "pending" or item.next_attempt_at > now:
+            continue
+        if await _claim(session, item, owner, now + timedelta(seconds=claim_seconds)):
+            claimed.append(item)
+    return claimed
+
+
+async def _claim(session: AsyncSession, item: OutboxItem, owner: str, until: Any) -> bool:
+    result = await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item.id, OutboxItem.status == "pending")
+        .values(status="sending", claimed_by=owner, claimed_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    await session.refresh(item)
+    return True
+
+
+async def mark_sent(session: AsyncSession, item_id: int, external_id: str | None) -> None:
+    now = utcnow()
+    item = await session.get(OutboxItem, item_id)
+    if item is None:
+        return
+    item.status, item.sent_at, item.external_id = "sent", now, external_id
+    item.attempts += 1
+    if item.message_id is not None:
+        await session.execute(
+            update(Message)
+            .where(Message.id == item.message_id)
+            .values(sent_at=now, external_id=external_id)
+        )
+
+
+async def mark_retry(session: AsyncSession, item_id: int, error: str, delay: float) -> None:
+    item = await session.get(OutboxItem, item_id)
+    if item is not None:
+        item.status, item.last_error = "pending", error
+        item.attempts += 1
+        item.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        item.claimed_by = item.claimed_until = None
+
+
+async def mark_failed(session: AsyncSession, item_id: int, error: str) -> None:
+    item = await session.get(OutboxItem, item_id)
+    if item is not None:
+        item.status, item.last_error = "failed", error
+        item.attempts += 1
+
+
+async def mark_unknown(session: AsyncSession, item_id: int, error: str) -> None:
+    item = await session.get(OutboxItem, item_id)
+    if item is not None:
+        item.status, item.last_error = "unknown", error
+        item.attempts += 1
+
+
+async def expire_stale_claims(session: AsyncSession) -> list[OutboxItem]:
+    """Items whose sender vanished mid-send: mark them `unknown`, never resend blindly."""
+    query = select(OutboxItem).where(
+        OutboxItem.status == "sending", OutboxItem.claimed_until < utcnow()
+    )
+    stale = list((await session.execute(query)).scalars())
+    for item in stale:
+        item.status = "unknown"
+        item.last_error = f"sender {item.claimed_by} stopped mid-send; outcome unknown"
+    return stale

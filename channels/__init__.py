@@ -1,0 +1,1 @@
+"""Channel adapters: each turns its protocol into our messages and delivers ours back."""

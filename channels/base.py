@@ -1,0 +1,53 @@
+"""What every channel provides: delivery of outbox items, with a classified result."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from bot.store.models import OutboxItem
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """Delivered; `external_id` is the channel's id for the sent message."""
+
+    external_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """Not delivered, safe to try again (rate limit, 5xx before the message was accepted)."""
+
+    error: str
+    after: float | None = None
+    """Seconds the channel asked us to wait (Telegram's retry_after), if it said."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Permanently refused (blocked by the user, bad address, 5xx SMTP reply)."""
+
+    error: str
+    unreachable: bool = False
+    """The contact cannot be reached on this channel any more."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """The channel may or may not have delivered it (a timeout after sending); never resent."""
+
+    error: str
+
+
+DeliveryResult = Sent | RetryLater | Failed | Unknown
+
+
+class Channel(ABC):
+    """A channel adapter. `deliver` must classify every failure; it must not raise."""
+
+    name: str
+
+    @abstractmethod
+    async def deliver(self, item: OutboxItem) -> DeliveryResult:
+        """Send one outbox item to `item.recipient`."""
