@@ -60,6 +60,10 @@ class ProviderPool:
         self.settings = settings
         self._providers: dict[str, Provider] = {}
 
+    def register(self, name: str, provider: Provider) -> None:
+        """Use `provider` for `name` instead of building one from settings."""
+        self._providers[name] = provider
+
     def for_agent(self, agent: AgentDefinition) -> tuple[Provider, str]:
         name = agent.provider or self.settings.llm_provider or "offline"
         if name not in self._providers:

@@ -1,21 +1,37 @@
-"""Suite-wide guards: no network beyond loopback, no stray API keys, a fresh database per test."""
+"""Suite-wide guards and fixtures.
+
+- No network beyond loopback, no stray API keys from the developer's environment.
+- `database_url`: a fresh, migrated database per test, on SQLite always and also on
+  PostgreSQL when TEST_DATABASE_URL is set (every test that uses it runs on both).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+
+from bot.store.db import Database
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 
 for _name in list(os.environ):
-    # A developer's real keys must never reach a test; tests pass stub keys explicitly.
-    if _name.endswith("_API_KEY") or _name in {"LLM_PROVIDER", "LLM_MODEL", "DATABASE_URL"}:
+    # A developer's real keys and settings must never reach a test.
+    if (
+        _name.endswith(("_API_KEY", "_BASE_URL"))
+        or _name.startswith(("LLM_", "TELEGRAM_"))
+        or (_name in {"DATABASE_URL", "DEFAULT_AGENT"})
+    ):
         del os.environ[_name]
+
+PG_URL = os.environ.get("TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
 def _check_address(address: object) -> None:
@@ -28,6 +44,7 @@ def _check_address(address: object) -> None:
             if host == "localhost":
                 return
         raise RuntimeError(f"tests may only connect to loopback, not {host}")
+    # AF_UNIX paths (the local PostgreSQL socket) are local by definition.
 
 
 def _guarded_connect(self: socket.socket, address: object) -> None:
@@ -41,7 +58,81 @@ def _guarded_connect_ex(self: socket.socket, address: object) -> int:
 
 
 @pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
-    yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Settings read `.env` from the working directory; a developer's file must not leak in.
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A database of this test process's own on the PostgreSQL server, dropped at the end.
+
+    Several pytest processes (a developer's, CI's) may share one server; each gets its own.
+    """
+    if PG_URL is None:
+        yield None
+        return
+    import asyncio
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    base = make_url(PG_URL)
+    name = f"{base.database}_{os.getpid()}"
+
+    async def admin(statement: str) -> None:
+        engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}"'))
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    yield base.set(database=name).render_as_string(hide_password=False)
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _reset_postgres(url: str) -> None:
+    db = Database(url)
+    try:
+        async with db.engine.begin() as connection:
+            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await connection.execute(text("CREATE SCHEMA public"))
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str | None
+) -> str:
+    """A migrated, empty database for this test."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    else:
+        assert postgres_url is not None
+        url = postgres_url
+        await _reset_postgres(url)
+    db = Database(url)
+    try:
+        await db.migrate()
+    finally:
+        await db.dispose()
+    return url
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()

@@ -1,0 +1,68 @@
+"""The offline provider: a usable, deterministic agent with no key and no network."""
+
+from __future__ import annotations
+
+from agents.definition import TEMPLATES_DIR, load_definition_file
+from agents.providers.offline import OfflineProvider
+from bot.store.models import Contact, Handoff, Meeting, OutboxItem
+from tests.support.harness import Harness
+
+
+async def _lead_agent(h: Harness) -> None:
+    definition = load_definition_file(TEMPLATES_DIR / "lead-qualifying.yaml")
+    async with h.db.transaction() as session:
+        from agents import catalog
+
+        await catalog.save(session, definition)
+    h.use_model(OfflineProvider())
+
+
+async def _texts(h: Harness) -> list[str]:
+    return [item.text for item in await h.rows(OutboxItem)]
+
+
+async def test_asks_each_qualifying_question_in_turn_and_records_answers(
+    lead_harness: Harness,
+) -> None:
+    harness = lead_harness
+    await _lead_agent(harness)
+    for text in ["hi", "We need lead tracking", "12 people", "next month"]:
+        await harness.answer(text)
+    texts = await _texts(harness)
+    assert texts[0].endswith("What would you like crmbot to help your business with?")
+    assert texts[1] == "Thanks! How many people are on your team?"
+    assert texts[2] == "Thanks! When would you like to get started?"
+    assert texts[3].startswith("Thanks for your patience")
+    [contact] = await harness.rows(Contact)
+    assert contact.custom_fields == {
+        "need": "We need lead tracking",
+        "team_size": "12 people",
+        "timeline": "next month",
+    }
+    [handoff] = await harness.rows(Handoff)
+    assert "qualified" in handoff.reason
+    assert "team_size: 12 people" in handoff.summary
+    assert await harness.rows(Meeting) == []
+
+
+async def test_says_it_is_offline_when_asked_what_it_is(lead_harness: Harness) -> None:
+    harness = lead_harness
+    await _lead_agent(harness)
+    await harness.answer("what are you?")
+    [reply] = await _texts(harness)
+    assert "offline" in reply
+
+
+async def test_is_deterministic(database_url: str) -> None:
+    transcripts = []
+    for _ in range(2):
+        h = Harness(database_url, default_agent="lead-qualifying")
+        await h.app.start()
+        try:
+            await _lead_agent(h)
+            await h.answer("hello", contact=f"c{len(transcripts)}")
+            await h.answer("a CRM", contact=f"c{len(transcripts)}")
+            transcripts.append(await _texts(h))
+        finally:
+            await h.app.aclose()
+    assert transcripts[1][-2:] == transcripts[0]
