@@ -58,13 +58,25 @@ async def save(session: AsyncSession, definition: AgentDefinition) -> tuple[Stor
     return StoredAgent(definition, row.enabled, row.version), created
 
 
-async def import_paths(session: AsyncSession, paths: Iterable[Path]) -> list[tuple[str, bool]]:
-    """Validate every file first, then save them all; one bad file imports nothing."""
+async def import_paths(
+    session: AsyncSession, paths: Iterable[Path], *, keep_existing: bool = False
+) -> list[tuple[str, str]]:
+    """Validate every file first, then save them all; one bad file imports nothing.
+
+    Returns (name, "created" | "updated" | "unchanged" | "kept"). With `keep_existing`, an
+    agent already in the database is left as it is (an admin may have edited it).
+    """
     definitions = [load_definition_file(f) for p in paths for f in definition_files(p)]
     results = []
     for definition in definitions:
-        _, created = await save(session, definition)
-        results.append((definition.name, created))
+        existing = await session.get(AgentDefinitionRow, definition.name)
+        if existing is not None and keep_existing:
+            results.append((definition.name, "kept"))
+            continue
+        before = existing.version if existing is not None else None
+        stored, created = await save(session, definition)
+        status = "created" if created else "unchanged" if stored.version == before else "updated"
+        results.append((definition.name, status))
     return results
 
 

@@ -93,6 +93,10 @@ class EventTrigger(_Strict):
 Trigger = Annotated[InboundTrigger | ScheduleTrigger | EventTrigger, Field(discriminator="type")]
 
 
+def _inbound_only() -> list[Trigger]:
+    return [InboundTrigger()]
+
+
 class Match(_Strict):
     """Routing rule: the agent takes conversations that match every field given."""
 
@@ -123,7 +127,7 @@ class AgentDefinition(_Strict):
     model: str | None = Field(None, description="Default: LLM_MODEL or the provider's default")
     max_steps: int = Field(8, ge=1, le=50, description="Model calls per run")
     budget: Budget = Budget()
-    triggers: list[Trigger] = Field(default_factory=lambda: [InboundTrigger()])
+    triggers: list[Trigger] = Field(default_factory=_inbound_only)
     match: Match = Match()
     priority: int = Field(0, description="Higher wins when several agents' rules match")
     questions: list[Question] = []

@@ -142,9 +142,10 @@ class AgentLoop:
             # Plain text is a reply: send it through send_message like any other.
             reply = ToolCall(f"reply-{run.steps}", "send_message", {"text": turn.text})
             calls = (reply,)
-        assistant = AssistantTurn(text="" if reply else turn.text, tool_calls=calls)
+        # A plain-text answer is replayed to the model as the send_message call it became.
+        assistant = AssistantTurn(tool_calls=calls) if reply else turn.as_assistant()
         executions = [await self.executor.execute(run, call) for call in calls]
-        observed = (assistant, *(e.result for e in executions))
+        observed: tuple[Message, ...] = (assistant, *(e.result for e in executions))
         return self._next(turn, executions, observed, reply is not None)
 
     def _next(

@@ -38,6 +38,9 @@ class AssistantTurn:
 
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    provider_data: dict[str, Any] | None = None
+    """Opaque state the provider needs back verbatim on the next call of the same run
+    (Anthropic thinking blocks, Gemini thought signatures); only its own adapter reads it."""
     kind: Literal["assistant"] = "assistant"
 
 
@@ -90,7 +93,8 @@ class ModelRequest:
     tools: tuple[ToolSpec, ...]
     model: str
     max_output_tokens: int = 1024
-    temperature: float | None = 0.2
+    temperature: float | None = None
+    """None: the provider's default (reasoning models accept no other)."""
     agent_hints: dict[str, Any] = field(default_factory=dict)
     """Structured facts from the agent definition (questions, triggers) for policy providers;
     network adapters ignore them."""
@@ -105,6 +109,7 @@ class ModelTurn:
     usage: Usage = field(default_factory=Usage)
     model: str = ""
     stop_reason: str = ""
+    provider_data: dict[str, Any] | None = None
 
     def as_assistant(self) -> AssistantTurn:
-        return AssistantTurn(text=self.text, tool_calls=self.tool_calls)
+        return AssistantTurn(self.text, self.tool_calls, self.provider_data)

@@ -125,6 +125,9 @@ def db_upgrade() -> None:
 @agent_cli.command("import")
 def agent_import(
     paths: Annotated[list[Path], typer.Argument(help="YAML files or directories")],
+    keep_existing: Annotated[
+        bool, typer.Option(help="Leave agents that already exist as they are")
+    ] = False,
 ) -> None:
     """Validate and store agent definitions (all or nothing)."""
     settings = _settings("WARNING")
@@ -132,9 +135,9 @@ def agent_import(
     async def main() -> None:
         async def work(db: Database) -> None:
             async with db.transaction() as session:
-                results = await catalog.import_paths(session, paths)
-            for name, created in results:
-                typer.echo(f"{'created' if created else 'updated'} {name}")
+                results = await catalog.import_paths(session, paths, keep_existing=keep_existing)
+            for name, status in results:
+                typer.echo(f"{status} {name}")
 
         await _with_db(settings, work)
 

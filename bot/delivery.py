@@ -36,7 +36,7 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> float:
         base = min(self.initial * 2 ** max(attempts - 1, 0), self.maximum)
-        return base * random.uniform(0.8, 1.2)
+        return float(base * random.uniform(0.8, 1.2))
 
 
 class OutboxWorker:

@@ -40,7 +40,11 @@ class Settings(BaseSettings):
     """crmbot's configuration; names match the environment variables (case-insensitive)."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        case_sensitive=False,
     )
 
     database_url: str = Field(
@@ -79,9 +83,9 @@ class Settings(BaseSettings):
         if self.llm_provider is None:
             keyed = [name for name in ("openai", "anthropic", "gemini") if self.api_key(name)]
             self.llm_provider = keyed[0] if keyed else "offline"  # type: ignore[assignment]
-        if self.llm_provider != "offline" and not self.api_key(self.llm_provider):
-            setting = _KEY_SETTING[self.llm_provider]
-            raise ValueError(f"{setting} is required when LLM_PROVIDER={self.llm_provider}")
+        chosen = self.llm_provider
+        if chosen is not None and chosen != "offline" and not self.api_key(chosen):
+            raise ValueError(f"{_KEY_SETTING[chosen]} is required when LLM_PROVIDER={chosen}")
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError(
                 "DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"

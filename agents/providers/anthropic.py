@@ -1,0 +1,186 @@
+"""Anthropic adapter: the Messages API with native tool use, via the official SDK."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal, assert_never
+
+import anthropic
+from anthropic.types import ContentBlockParam, MessageParam, ToolParam
+from anthropic.types import Message as WireMessage
+
+from agents.messages import (
+    AssistantTurn,
+    Message,
+    ModelRequest,
+    ModelTurn,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    Usage,
+    UserText,
+)
+from agents.providers.base import Provider
+from agents.providers.retry import (
+    DEFAULT_BACKOFF,
+    Backoff,
+    RetryableProviderError,
+    call_with_retries,
+    parse_retry_after,
+)
+from bot.errors import ConfigurationError, ProviderError
+from bot.redact import Redactor
+
+Role = Literal["user", "assistant"]
+
+
+class AnthropicProvider(Provider):
+    """Messages API with tools; owns an `AsyncAnthropic` client whose retries are off."""
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        api_key: str | None,
+        *,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> None:
+        if not api_key:
+            raise ConfigurationError("ANTHROPIC_API_KEY is required for the anthropic provider")
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self._redactor = Redactor([api_key])
+        # The SDK's own retry loop is off so that every retry goes through call_with_retries.
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
+        )
+
+    async def complete(self, request: ModelRequest) -> ModelTurn:
+        message = await call_with_retries(
+            lambda: self._create(request), max_retries=self.max_retries, backoff=self.backoff
+        )
+        return _turn(message)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def _create(self, request: ModelRequest) -> WireMessage:
+        try:
+            return await self._client.messages.create(
+                model=request.model,
+                system=request.system or anthropic.omit,
+                messages=_messages(request.messages),
+                tools=[_tool(spec) for spec in request.tools] or anthropic.omit,
+                max_tokens=request.max_output_tokens,
+                # No temperature: API version 2026-10-21, which this SDK sends, rejects any
+                # sampling parameter with a 400, and the SDK no longer accepts one.
+            )
+        except anthropic.AnthropicError as exc:
+            raise _map_error(exc, self._redactor) from _cause(exc)
+
+
+def _map_error(exc: anthropic.AnthropicError, redactor: Redactor) -> ProviderError:
+    """Turn any SDK error into ours: rate limits, 5xx/529 and network trouble are retryable."""
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        message = exc.api_message or exc.type or ""
+        detail = redactor.text(f"anthropic returned HTTP {status}: {message}")[:300]
+        if status == 429:
+            retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
+            return RetryableProviderError(detail, retry_after=retry_after)
+        if status == 408 or status >= 500:
+            return RetryableProviderError(detail)
+        if status in (401, 403):
+            detail += "; check ANTHROPIC_API_KEY"
+        return ProviderError(detail, retryable=False)
+    if isinstance(exc, anthropic.APIConnectionError):  # also covers APITimeoutError
+        return RetryableProviderError(f"anthropic request failed: {type(exc).__name__}")
+    return ProviderError(redactor.text(f"anthropic error: {exc}")[:300], retryable=False)
+
+
+def _cause(exc: anthropic.AnthropicError) -> BaseException | None:
+    # An HTTP error's text is the server's body, which can echo credentials back; our message
+    # is scrubbed, so the chain stops there. Network errors keep their cause for debugging.
+    return None if isinstance(exc, anthropic.APIStatusError) else exc
+
+
+def _messages(messages: tuple[Message, ...]) -> list[MessageParam]:
+    """Convert the history, merging neighbours of the same role.
+
+    The API wants strictly alternating roles, and all results for one assistant turn's tool
+    calls in the single user message that follows it.
+    """
+    turns: list[tuple[Role, list[ContentBlockParam]]] = []
+    for message in messages:
+        role, blocks = _blocks(message)
+        if not blocks:
+            continue  # the API rejects empty content
+        if turns and turns[-1][0] == role:
+            turns[-1][1].extend(blocks)
+        else:
+            turns.append((role, blocks))
+    return [_message(role, blocks) for role, blocks in turns]
+
+
+def _message(role: Role, blocks: list[ContentBlockParam]) -> MessageParam:
+    if role == "user":
+        return {"role": "user", "content": blocks}
+    return {"role": "assistant", "content": blocks}
+
+
+def _blocks(message: Message) -> tuple[Role, list[ContentBlockParam]]:
+    match message:
+        case UserText():
+            return "user", [{"type": "text", "text": message.text}] if message.text else []
+        case AssistantTurn():
+            text: list[ContentBlockParam] = (
+                [{"type": "text", "text": message.text}] if message.text else []
+            )
+            return "assistant", text + [_tool_use(call) for call in message.tool_calls]
+        case ToolResult():
+            block: ContentBlockParam = {
+                "type": "tool_result",
+                "tool_use_id": message.call_id,
+                "content": message.content,
+                "is_error": message.is_error,
+            }
+            return "user", [block]
+        case _:
+            assert_never(message)
+
+
+def _tool_use(call: ToolCall) -> ContentBlockParam:
+    # `input` must be an object on this wire; a call that did not parse is replayed as empty,
+    # and its tool result (the loop's error message) says what was wrong.
+    return {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments or {}}
+
+
+def _tool(spec: ToolSpec) -> ToolParam:
+    return {"name": spec.name, "description": spec.description, "input_schema": spec.parameters}
+
+
+def _turn(message: WireMessage) -> ModelTurn:
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in message.content:
+        if block.type == "text":
+            texts.append(block.text)
+        elif block.type == "tool_use":
+            calls.append(_call(block.id, block.name, block.input))
+    return ModelTurn(
+        text="".join(texts),
+        tool_calls=tuple(calls),
+        usage=Usage(message.usage.input_tokens, message.usage.output_tokens),
+        model=message.model,
+        stop_reason=message.stop_reason or "",
+    )
+
+
+def _call(call_id: str, name: str, arguments: object) -> ToolCall:
+    # The SDK does not validate responses, so `input` is whatever JSON the server sent.
+    if isinstance(arguments, dict):
+        return ToolCall(call_id, name, arguments)
+    return ToolCall(call_id, name, None, raw_arguments=json.dumps(arguments))

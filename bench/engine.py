@@ -1,0 +1,92 @@
+"""Throughput of the whole inbound path on the offline provider.
+
+Records N inbound messages from C contacts, lets the dispatcher answer them (route, guardrails,
+loop, tools, audit, outbox) and the outbox worker deliver the replies, and prints messages per
+second and per-reply latency. Usage:
+
+    python -m bench.engine [--messages 400] [--contacts 40] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from agents import catalog
+from agents.definition import TEMPLATES_DIR
+from bot.app import App
+from bot.settings import Settings
+from bot.store.contacts import Identity
+from bot.store.inbox import InboundMessage, record_inbound
+from bot.store.models import OutboxItem
+from channels.base import Channel, DeliveryResult, Sent
+
+
+class TimingChannel(Channel):
+    name = "console"
+
+    def __init__(self) -> None:
+        self.delivered_at: dict[int, float] = {}
+
+    async def deliver(self, item: OutboxItem) -> DeliveryResult:
+        self.delivered_at.setdefault(item.conversation_id, time.perf_counter())
+        return Sent(f"bench-{item.id}")
+
+
+async def main(messages: int, contacts: int, url: str) -> None:
+    settings = Settings(database_url=url, llm_provider="offline", default_agent="lead-qualifying")
+    app = App(settings)
+    channel = TimingChannel()
+    worker = app.add_channel(channel)
+    await app.start()
+    async with app.db.transaction() as session:
+        await catalog.import_paths(session, [TEMPLATES_DIR])
+    delivery = asyncio.create_task(worker.run_forever())
+    prefix = uuid.uuid4().hex[:8]
+    received_at: dict[int, float] = {}
+    started = time.perf_counter()
+    for n in range(messages):
+        contact = f"bench-{prefix}-{n % contacts}"
+        inbound = InboundMessage(
+            Identity("console", contact, name=contact), f"{prefix}-{n}", f"message {n}"
+        )
+        async with app.db.transaction() as session:
+            recorded = await record_inbound(session, inbound)
+        assert recorded is not None
+        received_at.setdefault(recorded.conversation.id, time.perf_counter())
+        app.dispatcher.notify(recorded.conversation.id)
+    await app.dispatcher.idle()
+    await app.flush_outbox()
+    elapsed = time.perf_counter() - started
+    delivery.cancel()
+    latencies = [
+        channel.delivered_at[c] - t for c, t in received_at.items() if c in channel.delivered_at
+    ]
+    await app.aclose()
+    backend = url.split(":", 1)[0]
+    print(
+        f"{backend}: {messages} messages from {contacts} contacts in {elapsed:.2f}s "
+        f"= {messages / elapsed:.0f} msg/s through route+loop+audit+outbox"
+    )
+    if latencies:
+        q = statistics.quantiles(latencies, n=20)
+        print(
+            f"first-reply latency: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+            f"p95 {q[-1] * 1000:.0f} ms"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=400)
+    parser.add_argument("--contacts", type=int, default=40)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        asyncio.run(main(args.messages, args.contacts, url))
