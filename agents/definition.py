@@ -130,6 +130,9 @@ class AgentDefinition(_Strict):
     triggers: list[Trigger] = Field(default_factory=_inbound_only)
     match: Match = Match()
     priority: int = Field(0, description="Higher wins when several agents' rules match")
+    assigned_tags: list[str] = Field(
+        [], description="Contacts with one of these tags are assigned to this agent by an admin"
+    )
     questions: list[Question] = []
     forbidden: list[PolicyRule] = Field([], description="Extra output-policy rules")
 

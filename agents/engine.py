@@ -29,8 +29,10 @@ from agents.tools.contact import contact_card
 from agents.tools.executor import ToolExecutor
 from bot.audit import AuditLog
 from bot.errors import RunError, RunTimeout
+from bot.hours import BusinessHours
 from bot.logs import log_context
 from bot.settings import Settings
+from bot.staff import copy_to_staff
 from bot.store.contacts import get_contact
 from bot.store.conversations import get_conversation
 from bot.store.db import Database
@@ -94,6 +96,7 @@ class Engine:
         self.db, self.audit, self.settings = db, audit, settings
         self.providers = providers or ProviderPool(settings)
         self.executor = ToolExecutor(db, audit)
+        self.hours = BusinessHours(settings.business_hours, settings.business_timezone)
         self.loop = AgentLoop(self.executor, self._record_model_step)
 
     async def handle_inbound(self, conversation_id: int, pending: list[Message]) -> RunOutcome:
@@ -102,6 +105,8 @@ class Engine:
         async with self.db.transaction() as session:
             conversation = await get_conversation(session, conversation_id)
             if conversation.state != "bot":
+                for message in pending:
+                    await copy_to_staff(session, message)
                 await mark_handled(session, ids, None)
                 await self.audit.append(
                     session,
@@ -118,6 +123,7 @@ class Engine:
                 await hand_off(
                     session,
                     self.audit,
+                    hours=self.hours,
                     conversation_id=conversation_id,
                     reason="no agent is enabled for this conversation",
                     actor="engine",
@@ -322,6 +328,7 @@ class Engine:
                 await hand_off(
                     session,
                     self.audit,
+                    hours=self.hours,
                     conversation_id=run.conversation_id,
                     reason=result.reason,
                     summary=result.summary,

@@ -9,14 +9,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agents.tools.base import ToolRefused
 from agents.tools.messaging import recipient_for
 from bot.audit import AuditLog
+from bot.hours import BusinessHours
+from bot.staff import notify_staff, summary_text
 from bot.store import outbox
 from bot.store.conversations import get_conversation
 from bot.store.models import Handoff
+from bot.store.types import utcnow
 
 CUSTOMER_NOTICE = (
     "Thanks for your patience. I've passed this conversation to a colleague, "
     "who will reply here as soon as possible."
 )
+AFTER_HOURS_NOTICE = (
+    "Thanks for your patience. I've passed this conversation to a colleague. Our team is away "
+    "right now; someone will reply here from {opening}."
+)
+
+
+def customer_notice(hours: BusinessHours | None) -> str:
+    """What the customer is told at handoff: when a person will answer."""
+    now = utcnow()
+    if hours is None or hours.is_open(now):
+        return CUSTOMER_NOTICE
+    return AFTER_HOURS_NOTICE.format(opening=hours.describe_next_opening(now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +50,9 @@ async def hand_off(
     run_id: str | None = None,
     actor: str,
     tell_customer: bool = True,
+    hours: BusinessHours | None = None,
 ) -> HandoffResult:
-    """Move the conversation to `handed_off`, record why, and tell the customer once."""
+    """Move the conversation to `handed_off`, record why, tell staff and the customer once."""
     conversation = await get_conversation(session, conversation_id)
     if conversation.state == "handed_off":
         return HandoffResult(None)
@@ -59,10 +75,19 @@ async def hand_off(
                 contact_id=conversation.contact_id,
                 channel=conversation.channel,
                 recipient=recipient,
-                text=CUSTOMER_NOTICE,
+                text=customer_notice(hours),
                 author="system",
                 run_id=run_id,
             )
+    await notify_staff(
+        session,
+        key=f"handoff:{handoff.id}:summary",
+        conversation_id=conversation_id,
+        contact_id=conversation.contact_id,
+        kind="summary",
+        text=await summary_text(session, conversation_id, reason, summary),
+    )
+    handoff.notified_at = utcnow()
     await audit.append(
         session,
         "handoff",

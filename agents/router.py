@@ -1,7 +1,8 @@
 """Choosing the agent for a conversation.
 
-Order: an agent an admin assigned to the contact, then the conversation's current agent (the
-choice is sticky), then the highest-priority agent whose rules match, then the default agent.
+Order: an agent an admin assigned to the contact (directly, or through one of its tags), then
+the conversation's current agent (the choice is sticky), then the highest-priority agent whose
+rules match, then the default agent.
 A disabled agent is skipped at every step.
 """
 
@@ -70,15 +71,24 @@ def _by_rules(
     return candidates[0] if candidates else None
 
 
+def _by_tag(agents: list[StoredAgent], contact: Contact) -> AgentDefinition | None:
+    tags = set(contact.tags or [])
+    assigned = [
+        a.definition for a in agents if a.enabled and tags & set(a.definition.assigned_tags)
+    ]
+    assigned.sort(key=lambda d: (-d.priority, d.name))
+    return assigned[0] if assigned else None
+
+
 async def choose_agent(
     session: AsyncSession, conversation: Conversation, contact: Contact, default_agent: str
 ) -> AgentDefinition | None:
     """The agent for this conversation, remembered on it; None if no agent is available."""
-    chosen = await _enabled(session, contact.assigned_agent)
+    agents = await catalog.list_all(session)
+    chosen = await _enabled(session, contact.assigned_agent) or _by_tag(agents, contact)
     chosen = chosen or await _enabled(session, conversation.current_agent)
     if chosen is None:
         deal = await open_deal(session, contact.id)
-        agents = await catalog.list_all(session)
         chosen = _by_rules(agents, conversation, contact, deal.stage if deal else None)
     chosen = chosen or await _enabled(session, default_agent)
     if chosen is not None and conversation.current_agent != chosen.name:

@@ -63,6 +63,7 @@ def run() -> None:
 
     async def main() -> None:
         from channels.console import ConsoleChannel
+        from channels.staff_log import StaffLogChannel
 
         app = App(settings)
         try:
@@ -74,6 +75,7 @@ def run() -> None:
             )
             console = ConsoleChannel(app, "console-user")
             app.add_channel(console)
+            app.add_channel(StaffLogChannel())
             await serve(app, [console.run()])
         finally:
             await app.aclose()
@@ -91,6 +93,7 @@ def chat(
 
     async def main() -> None:
         from channels.console import ConsoleChannel
+        from channels.staff_log import StaffLogChannel
 
         app = App(settings)
         try:
@@ -100,6 +103,7 @@ def chat(
                     await catalog.get(session, agent)
             console = ConsoleChannel(app, contact, agent=agent)
             app.add_channel(console)
+            app.add_channel(StaffLogChannel())
             await console.run()
         finally:
             await app.aclose()

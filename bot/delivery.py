@@ -86,10 +86,14 @@ class OutboxWorker:
             match result:
                 case Sent(external_id):
                     await outbox.mark_sent(session, item.id, external_id)
-                case RetryLater(error, after) if item.attempts + 1 < self.retry.max_attempts:
+                case RetryLater(error, after, throttled) if (
+                    throttled or item.attempts + 1 < self.retry.max_attempts
+                ):
                     delay = after if after is not None else self.retry.delay(item.attempts + 1)
-                    await outbox.mark_retry(session, item.id, error, delay)
-                case RetryLater(error, _):
+                    await outbox.mark_retry(session, item.id, error, delay, counts=not throttled)
+                    if throttled:
+                        return  # our own pacing: nothing worth an audit record
+                case RetryLater(error, _, _):
                     await outbox.mark_failed(session, item.id, f"gave up: {error}")
                 case Failed(error, unreachable):
                     await outbox.mark_failed(session, item.id, error)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import socket
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigurationError
+from bot.hours import BusinessHours
 
 ProviderName = Literal["openai", "anthropic", "gemini", "offline"]
 
@@ -78,6 +80,48 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    telegram_bot_token: SecretStr | None = Field(None, description="Starts the Telegram channel")
+    telegram_base_url: str | None = Field(
+        None, description="Bot API server, e.g. a self-hosted one: http://host:8081/bot"
+    )
+    telegram_webhook_url: str | None = Field(
+        None, description="Public HTTPS URL Telegram posts updates to; unset: long polling"
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        None, description="Secret Telegram sends with every webhook request"
+    )
+    telegram_webhook_listen: str = Field("0.0.0.0", description="Address the webhook server binds")
+    telegram_webhook_port: int = Field(8443, ge=1, le=65535)
+    telegram_staff_chat_id: int | None = Field(None, description="The staff supergroup's chat id")
+    telegram_admin_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="Comma-separated Telegram user ids of admins"
+    )
+    coalesce_seconds: float = Field(
+        2.0, ge=0, le=60, description="Quiet time before a burst of messages is answered at once"
+    )
+    business_hours: str = Field(
+        "mon-fri 09:00-18:00", description="When people answer handoffs, e.g. 'mon-sat 08:00-20:00'"
+    )
+    business_timezone: str = Field("UTC", description="IANA time zone of business_hours")
+
+    @field_validator("telegram_admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
     @model_validator(mode="after")
     def _pick_provider(self) -> Settings:
         if self.llm_provider is None:
@@ -86,6 +130,14 @@ class Settings(BaseSettings):
         chosen = self.llm_provider
         if chosen is not None and chosen != "offline" and not self.api_key(chosen):
             raise ValueError(f"{_KEY_SETTING[chosen]} is required when LLM_PROVIDER={chosen}")
+        try:
+            BusinessHours(self.business_hours, self.business_timezone)
+        except ConfigurationError as error:
+            raise ValueError(str(error)) from None
+        if self.telegram_webhook_url and not self.telegram_webhook_secret:
+            raise ValueError("TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_WEBHOOK_URL is set")
+        if self.telegram_bot_token and self.telegram_staff_chat_id is None:
+            raise ValueError("TELEGRAM_STAFF_CHAT_ID is required when TELEGRAM_BOT_TOKEN is set")
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError(
                 "DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"

@@ -22,6 +22,8 @@ class RetryLater:
     error: str
     after: float | None = None
     """Seconds the channel asked us to wait (Telegram's retry_after), if it said."""
+    throttled: bool = False
+    """Held back by our own rate limit before sending: not an attempt, never gives up."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from agents.router import open_deal
 from agents.tools.base import ToolArgs, ToolOutcome, ToolRefused, tool
 from agents.tools.context import ToolContext
+from bot.staff import notify_staff
 from bot.store.contacts import get_contact
 from bot.store.models import Deal, Meeting, Message, PendingConfirmation
 from bot.store.types import utcnow
@@ -39,14 +40,24 @@ async def _own_deal(ctx: ToolContext, deal_id: int | None) -> Deal | None:
 async def _propose(ctx: ToolContext, action: str, arguments: dict[str, object]) -> ToolOutcome:
     key = f"run:{ctx.run.run_id}:{action}:{sorted(arguments.items())}"
     if not ctx.run.dry_run:
-        ctx.session.add(
-            PendingConfirmation(
-                idempotency_key=key,
-                run_id=ctx.run.run_id,
-                conversation_id=ctx.run.conversation_id,
-                action=action,
-                arguments=arguments,
-            )
+        pending = PendingConfirmation(
+            idempotency_key=key,
+            run_id=ctx.run.run_id,
+            conversation_id=ctx.run.conversation_id,
+            action=action,
+            arguments=arguments,
+        )
+        ctx.session.add(pending)
+        await ctx.session.flush()
+        details = ", ".join(f"{k}={v}" for k, v in arguments.items())
+        await notify_staff(
+            ctx.session,
+            key=f"confirmation:{pending.id}",
+            conversation_id=ctx.run.conversation_id,
+            contact_id=ctx.run.contact_id,
+            kind="confirmation",
+            text=f"⚠️ {ctx.run.agent.name} asks to {action} ({details}). Approve?",
+            meta={"confirmation_id": pending.id},
         )
     return ToolOutcome(
         {

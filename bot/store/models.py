@@ -315,3 +315,29 @@ class ChannelCursor(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StaffThread(Base):
+    """Where a contact's handoffs are discussed: a forum topic (or the group itself)."""
+
+    __tablename__ = "staff_threads"
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    thread_id: Mapped[int | None] = mapped_column(BigInteger)
+    """None when the group has no topics: staff reply to the posts instead."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StaffPost(Base):
+    """A message we posted in the staff group about a contact, so replies to it route back."""
+
+    __tablename__ = "staff_posts"
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    confirmation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pending_confirmations.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -31,44 +31,88 @@ async def enqueue(
     author: str = "agent",
     run_id: str | None = None,
     meta: dict[str, Any] | None = None,
+    to_contact: bool = True,
 ) -> tuple[OutboxItem, bool]:
-    """Queue a message under idempotency `key`; (item, created). A repeated key is a no-op."""
+    """Queue a message under idempotency `key`; (item, created). A repeated key is a no-op.
+
+    A text longer than the channel allows becomes several items, sent in order, each with a
+    key of its own (`key`, `key#2`, ...). With `to_contact` the text is also recorded as an
+    outbound message of the conversation (staff-group posts are not).
+    """
     existing = await by_key(session, key)
     if existing is not None:
         return existing, False
-    message = Message(
-        conversation_id=conversation_id,
-        contact_id=contact_id,
-        direction="out",
-        author=author,
-        channel=channel,
-        text=text,
-        meta=meta or {},
-        run_id=run_id,
-    )
-    item = OutboxItem(
-        idempotency_key=key,
-        conversation_id=conversation_id,
-        contact_id=contact_id,
-        channel=channel,
-        recipient=recipient,
-        author=author,
-        text=text,
-        meta=meta or {},
-        run_id=run_id,
-    )
+    message = None
+    if to_contact:
+        message = Message(
+            conversation_id=conversation_id,
+            contact_id=contact_id,
+            direction="out",
+            author=author,
+            channel=channel,
+            text=text,
+            meta=meta or {},
+            run_id=run_id,
+        )
+    parts = split_text(text, TEXT_LIMITS.get(channel))
+    items = [
+        OutboxItem(
+            idempotency_key=key if n == 1 else f"{key}#{n}",
+            conversation_id=conversation_id,
+            contact_id=contact_id,
+            channel=channel,
+            recipient=recipient,
+            author=author,
+            text=part,
+            meta=meta or {},
+            run_id=run_id,
+        )
+        for n, part in enumerate(parts, start=1)
+    ]
     try:
         async with session.begin_nested():
-            session.add(message)
-            await session.flush()
-            item.message_id = message.id
-            session.add(item)
+            if message is not None:
+                session.add(message)
+                await session.flush()
+            for item in items:
+                item.message_id = message.id if message is not None else None
+                session.add(item)
     except IntegrityError:
         existing = await by_key(session, key)
         if existing is None:
             raise
         return existing, False
-    return item, True
+    return items[0], True
+
+
+TEXT_LIMITS: dict[str, int] = {"telegram": 4096, "staff": 4096}
+"""Longest text one message may carry, per channel."""
+
+
+def split_text(text: str, limit: int | None) -> list[str]:
+    """Split at the last paragraph, line, sentence or word break that fits; hard-cut if none."""
+    if limit is None or len(text) <= limit:
+        return [text]
+    parts: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = max(
+            (
+                window.rfind(sep) + len(sep)
+                for sep in ("\n\n", "\n", ". ", "! ", "? ")
+                if window.rfind(sep) > limit // 2
+            ),
+            default=-1,
+        )
+        if cut <= 0:
+            space = window.rfind(" ")
+            cut = space + 1 if space > limit // 2 else limit
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        parts.append(rest)
+    return parts
 
 
 async def by_key(session: AsyncSession, key: str) -> OutboxItem | None:
@@ -125,18 +169,22 @@ async def mark_sent(session: AsyncSession, item_id: int, external_id: str | None
     item.status, item.sent_at, item.external_id = "sent", now, external_id
     item.attempts += 1
     if item.message_id is not None:
+        # A split text is one message; it takes the channel id of its first part.
         await session.execute(
             update(Message)
-            .where(Message.id == item.message_id)
+            .where(Message.id == item.message_id, Message.external_id.is_(None))
             .values(sent_at=now, external_id=external_id)
         )
 
 
-async def mark_retry(session: AsyncSession, item_id: int, error: str, delay: float) -> None:
+async def mark_retry(
+    session: AsyncSession, item_id: int, error: str, delay: float, *, counts: bool = True
+) -> None:
+    """Make the item due again after `delay`; a throttled send (`counts=False`) is no attempt."""
     item = await session.get(OutboxItem, item_id)
     if item is not None:
         item.status, item.last_error = "pending", error
-        item.attempts += 1
+        item.attempts += 1 if counts else 0
         item.next_attempt_at = utcnow() + timedelta(seconds=delay)
         item.claimed_by = item.claimed_until = None
 

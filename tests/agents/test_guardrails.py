@@ -41,7 +41,9 @@ async def test_handed_off_conversation_gets_no_more_agent_replies(harness: Harne
     await harness.answer("refund please")
     outcome = await harness.answer("hello? anyone?")
     assert outcome.status == "skipped"
-    assert [i.author for i in await harness.rows(OutboxItem)] == ["system"]
+    assert [i.author for i in await harness.rows(OutboxItem, OutboxItem.channel == "console")] == [
+        "system"
+    ]
 
 
 async def test_forbidden_promise_is_blocked_then_retried_with_feedback(harness: Harness) -> None:
@@ -55,7 +57,7 @@ async def test_forbidden_promise_is_blocked_then_retried_with_feedback(harness: 
     [feedback] = [m for m in model.requests[1].messages if isinstance(m, ToolResult)]
     error = json.loads(feedback.content)["error"]
     assert error["type"] == "blocked_by_policy" and "price-match" in error["message"]
-    sent = [i.text for i in await harness.rows(OutboxItem)]
+    sent = [i.text for i in await harness.rows(OutboxItem, OutboxItem.channel == "console")]
     assert sent == ["I can't discuss pricing here, but I can note your question for our team."]
 
 
@@ -70,7 +72,7 @@ async def test_second_blocked_text_hands_off_and_nothing_forbidden_is_sent(
     outcome = await harness.answer("can I get a deal?")
     assert outcome.status == "handed_off"
     assert "output policy" in outcome.reason
-    sent = [i.text for i in await harness.rows(OutboxItem)]
+    sent = [i.text for i in await harness.rows(OutboxItem, OutboxItem.channel == "console")]
     assert all("refund policy" not in t and "50%" not in t for t in sent)
     assert sent and sent[-1].startswith("Thanks for your patience")
 
@@ -82,7 +84,9 @@ async def test_agent_defined_forbidden_phrase_is_enforced(harness: Harness) -> N
     model = ScriptedModel(turn("Sure, I'll extend your trial."), turn("That is for our team."))
     harness.use_model(model)
     await harness.answer("more trial time?")
-    assert [i.text for i in await harness.rows(OutboxItem)] == ["That is for our team."]
+    assert [i.text for i in await harness.rows(OutboxItem, OutboxItem.channel == "console")] == [
+        "That is for our team."
+    ]
 
 
 async def test_saying_it_will_pass_to_a_colleague_is_a_real_handoff(harness: Harness) -> None:

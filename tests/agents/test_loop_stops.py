@@ -109,7 +109,7 @@ async def test_wall_clock_timeout_hands_off(database_url: str) -> None:
         assert outcome.status == "handed_off"
         assert "timed out" in outcome.reason
         # The customer is told a person will answer; nothing from the model went out.
-        items = await h.rows(OutboxItem)
+        items = await h.rows(OutboxItem, OutboxItem.channel == "console")
         assert [i.author for i in items] == ["system"]
     finally:
         await h.app.aclose()

@@ -18,7 +18,7 @@ async def _lead_agent(h: Harness) -> None:
 
 
 async def _texts(h: Harness) -> list[str]:
-    return [item.text for item in await h.rows(OutboxItem)]
+    return [item.text for item in await h.rows(OutboxItem, OutboxItem.channel == "console")]
 
 
 async def test_asks_each_qualifying_question_in_turn_and_records_answers(

@@ -65,7 +65,11 @@ async def test_malformed_and_invalid_arguments_come_back_as_structured_errors(
     assert _error(results[0])["received"] == "{not json"
     problems = _error(results[2])["problems"]
     assert isinstance(problems, list) and problems[0]["field"] == "bcc"
-    assert [i for i in await harness.rows(OutboxItem) if i.author == "agent"] == []
+    assert [
+        i
+        for i in await harness.rows(OutboxItem, OutboxItem.channel == "console")
+        if i.author == "agent"
+    ] == []
 
 
 async def test_unknown_or_disallowed_tool_is_refused(harness: Harness) -> None:
@@ -76,7 +80,11 @@ async def test_unknown_or_disallowed_tool_is_refused(harness: Harness) -> None:
     assert outcome.status == "finished"
     [result] = _results(model)
     assert _error(result)["type"] == "unknown_tool"
-    assert not [i for i in await harness.rows(OutboxItem) if i.author == "agent"]
+    assert not [
+        i
+        for i in await harness.rows(OutboxItem, OutboxItem.channel == "console")
+        if i.author == "agent"
+    ]
 
 
 async def test_agent_talking_to_ann_cannot_read_or_message_bob(harness: Harness) -> None:
@@ -93,7 +101,7 @@ async def test_agent_talking_to_ann_cannot_read_or_message_bob(harness: Harness)
     results = _results(model)
     assert [_error(r)["type"] for r in results] == ["out_of_scope"] * 4
     assert not any("Bob" in r.content.replace(f"contact {bob_id}", "") for r in results[:2])
-    outbox = await harness.rows(OutboxItem)
+    outbox = await harness.rows(OutboxItem, OutboxItem.channel == "console")
     assert all(item.contact_id != bob_id for item in outbox)
     [deal] = await harness.rows(Deal, Deal.id == bob_deal)
     assert deal.stage == "qualified"
@@ -106,7 +114,11 @@ async def test_replayed_state_changing_call_does_nothing_twice(harness: Harness)
     harness.use_model(model)
     outcome = await harness.answer("hello")
     assert outcome.status == "finished"
-    agent_items = [i for i in await harness.rows(OutboxItem) if i.author == "agent"]
+    agent_items = [
+        i
+        for i in await harness.rows(OutboxItem, OutboxItem.channel == "console")
+        if i.author == "agent"
+    ]
     assert [i.text for i in agent_items] == ["Thanks, noted!"]
     replays = [json.loads(r.content) for r in _results(model)[2:]]
     assert all(r["replayed"] for r in replays)

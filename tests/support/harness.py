@@ -58,7 +58,9 @@ class Harness:
         self.settings = Settings(database_url=database_url, llm_provider="offline", **settings)
         self.app = App(self.settings)
         self.channel = RecordingChannel()
+        self.staff = RecordingChannel(name="staff")
         self.app.add_channel(self.channel)
+        self.app.add_channel(self.staff)
         self._count = 0
         self._prefix = uuid.uuid4().hex[:8]
 

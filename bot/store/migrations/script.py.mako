@@ -2,13 +2,14 @@
 
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
-Create Date: ${create_date}
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+import bot.store.types  # noqa: F401 - custom column types are rendered by module path
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}
