@@ -40,7 +40,7 @@ class TimingChannel(Channel):
 
 async def main(messages: int, contacts: int, url: str) -> None:
     settings = Settings(database_url=url, llm_provider="offline", default_agent="lead-qualifying")
-    app = App(settings)
+    app = App(settings, quiet_seconds=0)
     channel = TimingChannel()
     worker = app.add_channel(channel)
     await app.start()

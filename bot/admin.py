@@ -116,7 +116,7 @@ def field_value(current: AgentDefinition, field: str, value: str) -> tuple[str, 
             return "max_steps", int(value)
         case "budget":
             return "budget", _budget(current, value)
-    raise UsageError(USAGE["set"])
+    raise UsageError(f"Usage: {USAGE['set']}")
 
 
 class AdminCommands:
@@ -262,7 +262,8 @@ class AdminCommands:
         if not runs:
             return f"{name} has no runs yet."
         return "\n".join(
-            f"{r.started_at:%m-%d %H:%M} {r.id} {r.status}: {(r.stop_reason or '')[:80]} "
+            f"{r.started_at:%m-%d %H:%M} {r.id} ({r.trigger}) {r.status}: "
+            f"{(r.stop_reason or '')[:80]} "
             f"({r.steps} steps, ${r.cost:.4f})"
             for r in runs
         )

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from agents import catalog
@@ -30,7 +31,7 @@ log = logging.getLogger("bot.app")
 class App:
     """The wired components of one crmbot process."""
 
-    def __init__(self, settings: Settings, *, quiet_seconds: float = 0.0) -> None:
+    def __init__(self, settings: Settings, *, quiet_seconds: float | None = None) -> None:
         self.settings = settings
         self.redactor = Redactor(settings.secrets())
         self.db = Database(settings.database_url)
@@ -42,10 +43,12 @@ class App:
             self.engine,
             worker_id=settings.worker_id,
             lease_seconds=max(settings.lease_seconds, settings.run_timeout_seconds * 2),
-            quiet_seconds=quiet_seconds,
+            quiet_seconds=settings.coalesce_seconds if quiet_seconds is None else quiet_seconds,
             after_run=self.wake_outbox,
+            activity=self.activity,
         )
         self.outbox_workers: dict[str, OutboxWorker] = {}
+        self.activity_signals: list[Callable[[int], AbstractAsyncContextManager[None]]] = []
 
     async def start(self) -> None:
         """Apply migrations and warn if there is nothing to run."""
@@ -61,6 +64,14 @@ class App:
         worker = OutboxWorker(self.db, self.audit, channel, worker_id=self.settings.worker_id)
         self.outbox_workers[channel.name] = worker
         return worker
+
+    @contextlib.asynccontextmanager
+    async def activity(self, conversation_id: int) -> AsyncIterator[None]:
+        """While a run works on a conversation, let channels show it (Telegram's "typing")."""
+        async with contextlib.AsyncExitStack() as stack:
+            for signal_activity in self.activity_signals:
+                await stack.enter_async_context(signal_activity(conversation_id))
+            yield
 
     def wake_outbox(self) -> None:
         for worker in self.outbox_workers.values():

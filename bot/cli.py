@@ -65,7 +65,10 @@ def run() -> None:
         from channels.console import ConsoleChannel
         from channels.staff_log import StaffLogChannel
 
-        app = App(settings)
+        if settings.telegram_bot_token:
+            await _run_telegram(settings)
+            return
+        app = App(settings, quiet_seconds=0)
         try:
             await app.start()
             typer.echo(
@@ -83,6 +86,20 @@ def run() -> None:
     _run(main)
 
 
+async def _run_telegram(settings: Settings) -> None:
+    from channels.telegram.service import TelegramService
+
+    app = App(settings)
+    telegram = TelegramService(app, settings)
+    try:
+        await app.start()
+        await telegram.start()
+        await serve(app, [telegram.run()])
+    finally:
+        await app.aclose()  # finishes runs and flushes the outbox while the bot can still send
+        await telegram.stop()
+
+
 @cli.command()
 def chat(
     contact: Annotated[str, typer.Option(help="Who you are talking as")] = "console-user",
@@ -95,7 +112,7 @@ def chat(
         from channels.console import ConsoleChannel
         from channels.staff_log import StaffLogChannel
 
-        app = App(settings)
+        app = App(settings, quiet_seconds=0)
         try:
             await app.start()
             if agent:

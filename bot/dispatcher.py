@@ -11,9 +11,11 @@ or that a stopped worker left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from agents.engine import Engine
 from bot.store.conversations import release_lease, try_lease
@@ -37,6 +39,7 @@ class Dispatcher:
         max_concurrent_runs: int = 16,
         sweep_seconds: float = 2.0,
         after_run: Callable[[], None] | None = None,
+        activity: Callable[[int], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self.db, self.engine = db, engine
         self.worker_id, self.lease_seconds = worker_id, lease_seconds
@@ -46,6 +49,7 @@ class Dispatcher:
         self._again: set[int] = set()
         self._last_seen: dict[int, float] = {}
         self._after_run = after_run or (lambda: None)
+        self._activity = activity or (lambda _conversation_id: contextlib.nullcontext())
 
     def notify(self, conversation_id: int) -> None:
         """A message for `conversation_id` was recorded; make sure it will be answered."""
@@ -90,7 +94,8 @@ class Dispatcher:
                     pending = await pending_messages(session, conversation_id)
                 if not pending:
                     return
-                await self.engine.handle_inbound(conversation_id, pending)
+                async with self._activity(conversation_id):
+                    await self.engine.handle_inbound(conversation_id, pending)
                 self._after_run()
         finally:
             async with self.db.transaction() as session:

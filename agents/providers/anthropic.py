@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Literal, assert_never
+from typing import Any, Literal, assert_never, cast
 
 import anthropic
 from anthropic.types import ContentBlockParam, MessageParam, ToolParam
@@ -32,6 +32,10 @@ from bot.errors import ConfigurationError, ProviderError
 from bot.redact import Redactor
 
 Role = Literal["user", "assistant"]
+
+# The key of our state in `provider_data`, so that no other adapter's state is mistaken for it.
+_DATA_KEY = "anthropic"
+_THINKING = ("thinking", "redacted_thinking")
 
 
 class AnthropicProvider(Provider):
@@ -136,10 +140,7 @@ def _blocks(message: Message) -> tuple[Role, list[ContentBlockParam]]:
         case UserText():
             return "user", [{"type": "text", "text": message.text}] if message.text else []
         case AssistantTurn():
-            text: list[ContentBlockParam] = (
-                [{"type": "text", "text": message.text}] if message.text else []
-            )
-            return "assistant", text + [_tool_use(call) for call in message.tool_calls]
+            return "assistant", _assistant_blocks(message)
         case ToolResult():
             block: ContentBlockParam = {
                 "type": "tool_result",
@@ -150,6 +151,33 @@ def _blocks(message: Message) -> tuple[Role, list[ContentBlockParam]]:
             return "user", [block]
         case _:
             assert_never(message)
+
+
+def _assistant_blocks(turn: AssistantTurn) -> list[ContentBlockParam]:
+    """Text, then the tool calls, with the turn's thinking blocks back where they came.
+
+    The API checks the thinking of the assistant turn a tool loop continues from: its blocks
+    must come back unchanged, in order, ahead of the tool_use they led to. A turn with neither
+    text nor calls is still left out: no tool loop continues from it.
+    """
+    if not turn.text and not turn.tool_calls:
+        return []
+    thinking = _thinking(turn.provider_data)
+    blocks: list[ContentBlockParam] = thinking.get(0, [])
+    if turn.text:
+        blocks.append({"type": "text", "text": turn.text})
+    for index, call in enumerate(turn.tool_calls, start=1):
+        blocks += [_tool_use(call), *thinking.get(index, [])]
+    return blocks
+
+
+def _thinking(provider_data: dict[str, Any] | None) -> dict[int, list[ContentBlockParam]]:
+    """The stored thinking blocks, grouped by how many tool calls came before them."""
+    grouped: dict[int, list[ContentBlockParam]] = {}
+    for entry in (provider_data or {}).get(_DATA_KEY, {}).get("thinking", ()):
+        # Stored by _turn from the API's own block, so it already has a param's shape.
+        grouped.setdefault(entry["after_calls"], []).append(cast(ContentBlockParam, entry["block"]))
+    return grouped
 
 
 def _tool_use(call: ToolCall) -> ContentBlockParam:
@@ -165,17 +193,24 @@ def _tool(spec: ToolSpec) -> ToolParam:
 def _turn(message: WireMessage) -> ModelTurn:
     texts: list[str] = []
     calls: list[ToolCall] = []
+    thinking: list[dict[str, Any]] = []
     for block in message.content:
         if block.type == "text":
             texts.append(block.text)
         elif block.type == "tool_use":
             calls.append(_call(block.id, block.name, block.input))
+        elif block.type in _THINKING:
+            # Kept as the API sent it (the signature covers it) and where it sat among the
+            # calls, for _assistant_blocks to send back; JSON so the audit log can store it.
+            dump = block.model_dump(mode="json", exclude_none=True)
+            thinking.append({"after_calls": len(calls), "block": dump})
     return ModelTurn(
         text="".join(texts),
         tool_calls=tuple(calls),
         usage=Usage(message.usage.input_tokens, message.usage.output_tokens),
         model=message.model,
         stop_reason=message.stop_reason or "",
+        provider_data={_DATA_KEY: {"thinking": thinking}} if thinking else None,
     )
 
 

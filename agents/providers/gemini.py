@@ -35,11 +35,15 @@ from bot.redact import Redactor
 
 Role = Literal["user", "model"]
 
-# Gemini 3 rejects a replayed function call that lacks the thought signature it came with. Our
-# neutral history does not keep signatures, so we send the placeholder Google documents for
-# this case (https://ai.google.dev/gemini-api/docs/thought-signatures). The SDK base64-encodes
-# bytes, so decoding here puts the literal placeholder on the wire.
+# Gemini 3 rejects a replayed function call that lacks the thought signature it came with
+# (https://ai.google.dev/gemini-api/docs/thought-signatures). _turn keeps the real ones in
+# `provider_data`; a turn the loop made up itself has none, so it gets the placeholder Google
+# documents for that case. The SDK base64-encodes bytes, so decoding here puts the literal
+# placeholder on the wire.
 _SKIP_SIGNATURE = base64.urlsafe_b64decode("skip_thought_signature_validator")
+
+# The key of our state in `provider_data`, so that no other adapter's state is mistaken for it.
+_DATA_KEY = "gemini"
 
 
 class GeminiProvider(Provider):
@@ -182,7 +186,7 @@ def _parts(message: Message) -> tuple[Role, list[types.Part]]:
             return "user", [types.Part(text=message.text)] if message.text else []
         case AssistantTurn():
             text = [types.Part(text=message.text)] if message.text else []
-            return "model", text + _function_calls(message.tool_calls)
+            return "model", text + _function_calls(message)
         case ToolResult():
             key = "error" if message.is_error else "output"  # the keys the API documents
             response = types.FunctionResponse(
@@ -193,16 +197,31 @@ def _parts(message: Message) -> tuple[Role, list[types.Part]]:
             assert_never(message)
 
 
-def _function_calls(calls: tuple[ToolCall, ...]) -> list[types.Part]:
-    # Gemini signs only the first call of a turn; we mirror that shape. A call whose arguments
-    # did not parse goes back with none; its result (the loop's error message) says why.
+def _function_calls(turn: AssistantTurn) -> list[types.Part]:
+    # Each call goes back with the signature it came with, if any: Gemini signs only the first
+    # call of a turn. A call whose arguments did not parse goes back with none; its result
+    # (the loop's error message) says why.
+    signatures = _signatures(turn.provider_data) or _placeholder(turn.tool_calls)
     return [
         types.Part(
             function_call=types.FunctionCall(id=call.id, name=call.name, args=call.arguments or {}),
-            thought_signature=None if index else _SKIP_SIGNATURE,
+            thought_signature=signatures.get(call.id),
         )
-        for index, call in enumerate(calls)
+        for call in turn.tool_calls
     ]
+
+
+def _placeholder(calls: tuple[ToolCall, ...]) -> dict[str, bytes]:
+    # A turn the loop made up (a plain-text answer replayed as send_message) has no real
+    # signature; its first call gets the placeholder, in the shape Gemini itself signs.
+    return {calls[0].id: _SKIP_SIGNATURE} if calls else {}
+
+
+def _signatures(provider_data: dict[str, Any] | None) -> dict[str, bytes]:
+    """The real signatures _turn kept, by call id; in `provider_data` they are base64 text, as
+    on the wire, so that the audit log can store them as JSON."""
+    stored = (provider_data or {}).get(_DATA_KEY, {}).get("call_signatures", {})
+    return {call_id: base64.urlsafe_b64decode(value) for call_id, value in stored.items()}
 
 
 def _turn(response: types.GenerateContentResponse, model: str) -> ModelTurn:
@@ -210,13 +229,22 @@ def _turn(response: types.GenerateContentResponse, model: str) -> ModelTurn:
     content = candidate.content if candidate else None
     parts = (content.parts or []) if content else []
     text = "".join(part.text for part in parts if part.text and not part.thought)
-    calls = [part.function_call for part in parts if part.function_call is not None]
+    call_parts = [(part, part.function_call) for part in parts if part.function_call is not None]
+    calls = tuple(_call(call, response.response_id, i) for i, (_, call) in enumerate(call_parts))
+    # Thought parts are not kept: we do not ask for them (include_thoughts), and Gemini checks
+    # signatures only on function calls.
+    signatures = {
+        call.id: base64.urlsafe_b64encode(part.thought_signature).decode("ascii")
+        for call, (part, _) in zip(calls, call_parts, strict=True)
+        if part.thought_signature
+    }
     return ModelTurn(
         text=text,
-        tool_calls=tuple(_call(call, response.response_id, i) for i, call in enumerate(calls)),
+        tool_calls=calls,
         usage=_usage(response.usage_metadata),
         model=response.model_version or model,
         stop_reason=_stop_reason(response, candidate),
+        provider_data={_DATA_KEY: {"call_signatures": signatures}} if signatures else None,
     )
 
 

@@ -175,6 +175,7 @@ def _turn(completion: ChatCompletion) -> ModelTurn:
         if call.type == "function"
     )
     usage = completion.usage
+    # No provider_data: Chat Completions keeps no reasoning state to send back on the next call.
     return ModelTurn(
         text=message.content or message.refusal or "",
         tool_calls=calls,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 from agents.messages import (
     AssistantTurn,
     Message,
     ModelRequest,
+    ModelTurn,
     ToolCall,
     ToolResult,
     ToolSpec,
@@ -69,3 +71,15 @@ def ask(case: Case, *messages: Message) -> ModelRequest:
         max_output_tokens=256,
         temperature=0.2,
     )
+
+
+def stored(turn: ModelTurn) -> AssistantTurn:
+    """The turn as the loop replays it, after a trip through JSON as the audit log stores it.
+
+    Replaying this copy rather than the turn itself proves `provider_data` needs nothing that
+    JSON loses (bytes, tuples, SDK objects).
+    """
+    dumped = json.loads(json.dumps(asdict(turn.as_assistant())))
+    assert dumped["provider_data"] == turn.provider_data  # nothing lost or converted
+    calls = tuple(ToolCall(**call) for call in dumped["tool_calls"])
+    return AssistantTurn(dumped["text"], calls, dumped["provider_data"])

@@ -1,13 +1,14 @@
-"""What only the Gemini wire does: missing call ids, no raw arguments, retry hints in the body."""
+"""What only the Gemini wire does: missing call ids, no raw arguments, retry hints in the body,
+thought signatures sent back."""
 
 from __future__ import annotations
 
 import pytest
 
-from agents.messages import ToolCall, Usage
+from agents.messages import AssistantTurn, ToolCall, ToolResult, Usage, UserText
 from agents.providers.retry import RetryableProviderError
 from bot.errors import ProviderError
-from tests.providers.scenario import Case, ask
+from tests.providers.scenario import Case, ask, stored
 from tests.providers.stub_server import Reply
 from tests.providers.wire import INPUT_TOKENS, OUTPUT_TOKENS, GeminiWire
 
@@ -97,3 +98,50 @@ async def test_retry_delay_in_the_error_body_is_honoured(case: Case) -> None:
         await once.aclose()
 
     assert caught.value.retry_after == 17.0
+
+
+SIGNATURE = "CiQBcsjafDgvKq3XzNnQ0mPTvS1hLk0Z7wUeRr2cYbW4oqHtJfM="
+"""Opaque to us; Gemini checks it on the first call of the turn being continued."""
+
+
+async def test_signed_call_goes_back_with_its_signature(case: Case) -> None:
+    # Gemini signs only the first of parallel calls; the others must go back unsigned.
+    parts = [
+        {"text": "Let me check."},
+        {
+            "functionCall": {"name": "lookup_contact", "args": {"email": "a@x.com"}},
+            "thoughtSignature": SIGNATURE,
+        },
+        {"functionCall": {"name": "lookup_company", "args": {"domain": "x.com"}}},
+    ]
+    case.server.queue(Reply(body=WIRE.response(parts)), Reply(body=WIRE.text("Hi Ana!")))
+    turn = await case.provider.complete(ask(case))
+    results = [ToolResult(call.id, call.name, "{}") for call in turn.tool_calls]
+
+    await case.provider.complete(ask(case, UserText("Hi"), stored(turn), *results))
+
+    model = case.server.received[1].body["contents"][1]
+    assert model["role"] == "model"
+    assert [part.get("thoughtSignature") for part in model["parts"]] == [None, SIGNATURE, None]
+
+
+async def test_turn_the_loop_made_up_gets_the_placeholder_signature(case: Case) -> None:
+    # A plain-text answer is replayed as the send_message call it became, without state.
+    reply = ToolCall("reply-1", "send_message", {"text": "Hi Ana!"})
+    made_up = AssistantTurn(tool_calls=(reply,))
+    case.server.queue(Reply(body=WIRE.text("Done.")))
+
+    await case.provider.complete(
+        ask(case, UserText("Hi"), made_up, ToolResult("reply-1", "send_message", "sent"))
+    )
+
+    [part] = case.server.received[0].body["contents"][1]["parts"]
+    assert part["thoughtSignature"] == "skip_thought_signature_validator"
+
+
+async def test_unsigned_answer_has_no_provider_data(case: Case) -> None:
+    case.server.queue(Reply(body=WIRE.tool_calls(("c1", "lookup_contact", {"email": "a@x.com"}))))
+
+    turn = await case.provider.complete(ask(case))
+
+    assert turn.provider_data is None

@@ -1,0 +1,145 @@
+"""Outbox delivery to Telegram: customers' private chats, and the staff group's topics."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import delete
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import BadRequest, TelegramError
+
+from bot.staff import STAFF_CHANNEL
+from bot.store.contacts import get_contact
+from bot.store.db import Database
+from bot.store.models import OutboxItem, StaffPost, StaffThread
+from channels.base import Channel, DeliveryResult, RetryLater, Sent
+from channels.telegram.normalize import CHANNEL
+from channels.telegram.pacing import Pacing
+from channels.telegram.sending import classify, is_missing_thread, send_text
+
+log = logging.getLogger("channels.telegram")
+
+
+class CustomerChannel(Channel):
+    """Delivers outbox items to customers' private chats."""
+
+    name = CHANNEL
+
+    def __init__(self, bot: Bot, pacing: Pacing) -> None:
+        self.bot, self.pacing = bot, pacing
+
+    async def deliver(self, item: OutboxItem) -> DeliveryResult:
+        chat_id = int(item.recipient)
+        wait = await self.pacing.reserve(chat_id)
+        if wait is not None:
+            return RetryLater("paced", after=wait, throttled=True)
+        try:
+            sent = await send_text(
+                self.bot, chat_id, item.text, parse_mode=item.meta.get("parse_mode")
+            )
+        except TelegramError as error:
+            return classify(error)
+        return Sent(f"{chat_id}:{sent.message_id}")
+
+
+def confirmation_buttons(confirmation_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    "✅ Approve", callback_data=f"confirm:{confirmation_id}:approve"
+                ),
+                InlineKeyboardButton("✖️ Reject", callback_data=f"confirm:{confirmation_id}:reject"),
+            ]
+        ]
+    )
+
+
+class StaffChannel(Channel):
+    """Delivers staff posts: one forum topic per contact, created once and reused.
+
+    A topic staff deleted is recreated on the next post. In a group without topics, posts go
+    to the group itself and staff answer by replying to them.
+    """
+
+    name = STAFF_CHANNEL
+
+    def __init__(self, bot: Bot, pacing: Pacing, db: Database, chat_id: int) -> None:
+        self.bot, self.pacing, self.db, self.chat_id = bot, pacing, db, chat_id
+
+    async def deliver(self, item: OutboxItem) -> DeliveryResult:
+        wait = await self.pacing.reserve(self.chat_id)
+        if wait is not None:
+            return RetryLater("paced", after=wait, throttled=True)
+        try:
+            thread_id = await self._thread(item.contact_id)
+            try:
+                message_id = await self._post(item, thread_id)
+            except BadRequest as error:
+                if thread_id is None or not is_missing_thread(error):
+                    raise
+                log.info(
+                    "staff topic %s of contact %s is gone; recreating", thread_id, item.contact_id
+                )
+                await self._forget_thread(item.contact_id)
+                message_id = await self._post(item, await self._thread(item.contact_id))
+        except TelegramError as error:
+            return classify(error)
+        await self._remember_post(item, message_id)
+        return Sent(f"{self.chat_id}:{message_id}")
+
+    async def _post(self, item: OutboxItem, thread_id: int | None) -> int:
+        meta = item.meta or {}
+        if meta.get("copy_from_chat") and meta.get("copy_message_id"):
+            copied = await self.bot.copy_message(
+                self.chat_id,
+                meta["copy_from_chat"],
+                meta["copy_message_id"],
+                message_thread_id=thread_id,
+            )
+            return copied.message_id
+        buttons = (
+            confirmation_buttons(meta["confirmation_id"]) if meta.get("confirmation_id") else None
+        )
+        sent = await send_text(
+            self.bot, self.chat_id, item.text, thread_id=thread_id, reply_markup=buttons
+        )
+        return sent.message_id
+
+    async def _thread(self, contact_id: int) -> int | None:
+        async with self.db.transaction() as session:
+            thread = await session.get(StaffThread, contact_id)
+            if thread is not None and thread.chat_id == self.chat_id:
+                return thread.thread_id
+            contact = await get_contact(session, contact_id)
+            title = (contact.name or f"Contact {contact_id}")[:100] + f" #{contact_id}"
+        thread_id = await self._create_topic(title)
+        async with self.db.transaction() as session:
+            await session.merge(
+                StaffThread(contact_id=contact_id, chat_id=self.chat_id, thread_id=thread_id)
+            )
+        return thread_id
+
+    async def _create_topic(self, title: str) -> int | None:
+        try:
+            topic = await self.bot.create_forum_topic(self.chat_id, title)
+        except BadRequest as error:
+            if "not a forum" in error.message.lower():
+                return None  # a plain group: staff reply to the posts instead
+            raise
+        return topic.message_thread_id
+
+    async def _forget_thread(self, contact_id: int) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(delete(StaffThread).where(StaffThread.contact_id == contact_id))
+
+    async def _remember_post(self, item: OutboxItem, message_id: int) -> None:
+        async with self.db.transaction() as session:
+            await session.merge(
+                StaffPost(
+                    chat_id=self.chat_id,
+                    message_id=message_id,
+                    contact_id=item.contact_id,
+                    confirmation_id=(item.meta or {}).get("confirmation_id"),
+                )
+            )

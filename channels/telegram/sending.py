@@ -1,0 +1,90 @@
+"""Sending through the Bot API and classifying every failure for the outbox.
+
+- 429: wait `retry_after`, then retry.
+- 5xx and failures before the request reached Telegram (connect or pool timeout, refused
+  connection): retry with backoff.
+- 403 (the user blocked the bot), "chat not found": the contact is unreachable.
+- A timeout after the request was sent: the outcome is unknown; never resent blindly.
+- Formatting Telegram rejects: sent again as plain text.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from telegram import Bot, InlineKeyboardMarkup
+from telegram import Message as TgMessage
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+
+from channels.base import DeliveryResult, Failed, RetryLater, Unknown
+
+_UNSENT_CAUSES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def is_parse_error(error: TelegramError) -> bool:
+    return isinstance(error, BadRequest) and "can't parse entities" in error.message.lower()
+
+
+def is_missing_thread(error: TelegramError) -> bool:
+    text = error.message.lower()
+    return isinstance(error, BadRequest) and ("thread not found" in text or "topic" in text)
+
+
+def retry_seconds(error: RetryAfter) -> float:
+    value: Any = error.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def classify(error: TelegramError) -> DeliveryResult:
+    """What the outbox should do after `error`."""
+    if isinstance(error, RetryAfter):
+        return RetryLater(f"flood control: {error}", after=retry_seconds(error))
+    if isinstance(error, Forbidden):
+        return Failed(f"forbidden: {error.message}", unreachable=True)
+    if isinstance(error, BadRequest):
+        unreachable = "chat not found" in error.message.lower()
+        return Failed(f"bad request: {error.message}", unreachable=unreachable)
+    if isinstance(error, TimedOut):
+        if isinstance(error.__cause__, _UNSENT_CAUSES) or "pool timeout" in error.message.lower():
+            return RetryLater(f"not sent: {error.message}")
+        return Unknown(f"timed out after sending: {error.message}")
+    if isinstance(error, NetworkError):
+        if error.__cause__ is None or isinstance(error.__cause__, _UNSENT_CAUSES):
+            return RetryLater(f"network: {error.message}")  # an HTTP 5xx, or never connected
+        return Unknown(f"connection lost mid-request: {error.message}")
+    return Failed(f"{type(error).__name__}: {error.message}")
+
+
+async def send_text(
+    bot: Bot,
+    chat_id: int,
+    text: str,
+    *,
+    thread_id: int | None = None,
+    parse_mode: str | None = None,
+    reply_markup: InlineKeyboardMarkup | None = None,
+) -> TgMessage:
+    """Send one message; formatting that Telegram cannot parse falls back to plain text."""
+    try:
+        return await bot.send_message(
+            chat_id,
+            text,
+            parse_mode=parse_mode,
+            message_thread_id=thread_id,
+            reply_markup=reply_markup,
+        )
+    except BadRequest as error:
+        if parse_mode is None or not is_parse_error(error):
+            raise
+        return await bot.send_message(
+            chat_id, text, message_thread_id=thread_id, reply_markup=reply_markup
+        )

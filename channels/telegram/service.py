@@ -1,0 +1,151 @@
+"""The Telegram channel assembled: Application, intake, outbound channels, typing, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from urllib.parse import urlparse
+
+from telegram.constants import ChatAction
+from telegram.error import TelegramError
+from telegram.ext import Application, ApplicationBuilder
+
+from agents.tools.base import ToolRefused
+from agents.tools.messaging import recipient_for
+from bot.admin import AdminCommands
+from bot.app import App
+from bot.settings import Settings
+from bot.store.conversations import get_conversation
+from channels.telegram.handlers import COMMANDS, TelegramHandlers
+from channels.telegram.ingest import ALLOWED_UPDATES, Poller, UpdateIntake, WebhookServer
+from channels.telegram.normalize import CHANNEL
+from channels.telegram.outbound import CustomerChannel, StaffChannel
+from channels.telegram.pacing import Pacing
+
+log = logging.getLogger("channels.telegram")
+TYPING_EVERY_SECONDS = 4.5  # Telegram shows "typing" for about five seconds per action
+POLL_TIMEOUT = 25
+
+
+def build_application(settings: Settings) -> Application:  # type: ignore[type-arg]
+    """python-telegram-bot's Application without its Updater: intake is ours."""
+    assert settings.telegram_bot_token is not None
+    builder: ApplicationBuilder = (  # type: ignore[type-arg]
+        Application.builder()
+        .token(settings.telegram_bot_token.get_secret_value())
+        .updater(None)
+        .get_updates_read_timeout(POLL_TIMEOUT + 10)
+    )
+    if settings.telegram_base_url:
+        base = settings.telegram_base_url.rstrip("/")
+        builder = builder.base_url(base).base_file_url(base.replace("/bot", "/file/bot"))
+    return builder.build()
+
+
+class TelegramService:
+    """Runs the Telegram channel inside an `App`."""
+
+    def __init__(self, app: App, settings: Settings) -> None:
+        assert settings.telegram_staff_chat_id is not None
+        self.app, self.settings = app, settings
+        self.application = build_application(settings)
+        bot = self.application.bot
+        pacing = Pacing()
+        app.add_channel(CustomerChannel(bot, pacing))
+        app.add_channel(StaffChannel(bot, pacing, app.db, settings.telegram_staff_chat_id))
+        app.activity_signals.append(self.typing)
+        self.admins = AdminCommands(app.db, app.audit, app.engine)
+        TelegramHandlers(
+            app,
+            self.admins,
+            staff_chat_id=settings.telegram_staff_chat_id,
+            admin_ids=set(settings.telegram_admin_ids),
+        ).install(self.application)
+        self.intake = UpdateIntake(app.db, app.audit, self.application, app.dispatcher.notify)
+        self.webhook: WebhookServer | None = None
+
+    async def start(self) -> None:
+        await self.application.initialize()
+        await self.application.start()
+        bot = self.application.bot
+        await bot.set_my_commands(COMMANDS)
+        url = self.settings.telegram_webhook_url
+        if url:
+            secret = self.settings.telegram_webhook_secret
+            assert secret is not None
+            self.webhook = WebhookServer(
+                bot,
+                self.intake,
+                self.app.audit,
+                self.app.db,
+                secret=secret.get_secret_value(),
+                path=urlparse(url).path,
+                host=self.settings.telegram_webhook_listen,
+                port=self.settings.telegram_webhook_port,
+            )
+            await self.webhook.start()
+            await bot.set_webhook(
+                url,
+                secret_token=secret.get_secret_value(),
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=False,
+            )
+        else:
+            await bot.delete_webhook(drop_pending_updates=False)
+        log.info(
+            "telegram channel started as @%s (%s)",
+            bot.username,
+            "webhook" if url else "long polling",
+        )
+
+    async def run(self) -> None:
+        """Receive updates until cancelled."""
+        if self.webhook is not None:
+            await asyncio.Event().wait()  # the webhook server runs on its own
+        poller = Poller(
+            self.application.bot,
+            self.intake,
+            self.app.db,
+            worker_id=self.settings.worker_id,
+            poll_timeout=POLL_TIMEOUT,
+        )
+        await poller.run()
+
+    async def stop(self) -> None:
+        if self.webhook is not None:
+            await self.webhook.stop()
+        with contextlib.suppress(RuntimeError):
+            await self.application.stop()
+        await self.application.shutdown()
+
+    @contextlib.asynccontextmanager
+    async def typing(self, conversation_id: int) -> AsyncIterator[None]:
+        """Show "typing" in the customer's chat while a run works on their conversation."""
+        async with self.app.db.transaction() as session:
+            conversation = await get_conversation(session, conversation_id)
+            try:
+                chat = (
+                    await recipient_for(session, conversation.contact_id, CHANNEL)
+                    if conversation.channel == CHANNEL
+                    else None
+                )
+            except ToolRefused:
+                chat = None
+        if chat is None:
+            yield
+            return
+        task = asyncio.create_task(self._keep_typing(int(chat)))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _keep_typing(self, chat_id: int) -> None:
+        while True:
+            with contextlib.suppress(TelegramError):
+                await self.application.bot.send_chat_action(chat_id, ChatAction.TYPING)
+            await asyncio.sleep(TYPING_EVERY_SECONDS)
