@@ -20,7 +20,7 @@ MAX_MESSAGES_PER_RUN = 3
 
 
 class SendMessageArgs(ToolArgs):
-    text: str = Field(min_length=1, max_length=4000, description="The message, plain text")
+    text: str = Field(min_length=1, max_length=12000, description="The message, plain text")
     contact_id: int | None = Field(
         None, description="Omit: messages go to this conversation's contact only"
     )

@@ -90,29 +90,29 @@ TEXT_LIMITS: dict[str, int] = {"telegram": 4096, "staff": 4096}
 
 
 def split_text(text: str, limit: int | None) -> list[str]:
-    """Split at the last paragraph, line, sentence or word break that fits; hard-cut if none."""
+    """Split into parts of at most `limit` characters at the strongest natural break.
+
+    Prefers a paragraph break, then a line break, a sentence end, a space; each must leave the
+    part at least half full. Hard-cuts only a text with no break at all.
+    """
     if limit is None or len(text) <= limit:
         return [text]
     parts: list[str] = []
     rest = text
     while len(rest) > limit:
         window = rest[:limit]
-        cut = max(
-            (
-                window.rfind(sep) + len(sep)
-                for sep in ("\n\n", "\n", ". ", "! ", "? ")
-                if window.rfind(sep) > limit // 2
-            ),
-            default=-1,
+        cut = next(
+            (window.rfind(sep) + len(sep) for sep in _BREAKS if window.rfind(sep) > limit // 2),
+            limit,
         )
-        if cut <= 0:
-            space = window.rfind(" ")
-            cut = space + 1 if space > limit // 2 else limit
         parts.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
     if rest:
         parts.append(rest)
     return parts
+
+
+_BREAKS = ("\n\n", "\n", ". ", "! ", "? ", " ")
 
 
 async def by_key(session: AsyncSession, key: str) -> OutboxItem | None:

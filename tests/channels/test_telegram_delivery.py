@@ -1,0 +1,127 @@
+"""Sending to Telegram under rate limits and failures: delayed, never lost, never doubled."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import httpx
+import pytest
+from telegram import Bot
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
+
+from bot.store.models import Contact, OutboxItem
+from channels.base import Failed, RetryLater, Unknown
+from channels.telegram.sending import classify, send_text
+from tests.channels.conftest import texts
+from tests.support.fake_telegram import FakeTelegram
+from tests.support.models import FunctionModel, ScriptedModel, turn
+from tests.support.telegram_rig import TelegramRig, eventually
+
+ANN = 501
+
+
+async def test_a_429_storm_delays_but_loses_and_duplicates_nothing(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    rig = TelegramRig(fake, database_url)
+    await rig.start(FunctionModel(lambda request: turn(f"reply {len(request.messages)}")))
+    try:
+        fake.fail_next("sendMessage", 429, retry_after=1, times=6)
+        prospects = list(range(600, 606))
+        for user in prospects:
+            fake.user_message(user, "hello there", first_name=f"P{user}")
+        await eventually(lambda: all(texts(fake, u) for u in prospects), within=20)
+        sent = Counter(int(p["chat_id"]) for p in fake.sent() if int(p["chat_id"]) > 0)
+        assert sent == Counter(dict.fromkeys(prospects, 1))
+        items = await rig.rows(OutboxItem, OutboxItem.channel == "telegram")
+        assert {i.status for i in items} == {"sent"}
+        assert sum(i.attempts for i in items) == len(prospects) + 6
+    finally:
+        await rig.stop()
+
+
+async def test_server_errors_are_retried_until_delivered(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    rig = TelegramRig(fake, database_url)
+    await rig.start(ScriptedModel(turn("Hi Ann!")))
+    try:
+        fake.fail_next("sendMessage", 502, times=2)
+        fake.user_message(ANN, "hello", first_name="Ann")
+        await eventually(lambda: texts(fake, ANN) == ["Hi Ann!"])
+    finally:
+        await rig.stop()
+
+
+async def test_a_user_who_blocked_the_bot_becomes_unreachable(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    rig = TelegramRig(fake, database_url)
+    await rig.start(ScriptedModel(turn("Hi Ann!")))
+    try:
+        fake.set_blocked(ANN)
+        fake.user_message(ANN, "hello", first_name="Ann")
+        [item] = await eventually(lambda: rig.rows(OutboxItem, OutboxItem.status == "failed"))
+        assert "blocked" in (item.last_error or "")
+        [contact] = await rig.rows(Contact)
+        assert contact.unreachable
+    finally:
+        await rig.stop()
+
+
+async def test_long_replies_are_split_cleanly_in_order(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    paragraphs = [f"Paragraph {n}. " + "word " * 180 for n in range(12)]
+    long_text = "\n\n".join(p.strip() for p in paragraphs)
+    assert len(long_text) > 8192
+    rig = TelegramRig(fake, database_url)
+    await rig.start(ScriptedModel(turn(long_text)))
+    try:
+        fake.user_message(ANN, "tell me everything", first_name="Ann")
+        await eventually(lambda: len(texts(fake, ANN)) == 3, within=15)
+        parts = texts(fake, ANN)
+        assert all(len(p) <= 4096 for p in parts)
+        assert all(p.endswith("word") for p in parts)  # cut between paragraphs
+        assert "\n\n".join(parts) == long_text
+    finally:
+        await rig.stop()
+
+
+async def test_formatting_telegram_rejects_is_sent_as_plain_text(fake: FakeTelegram) -> None:
+    bot = Bot(fake.token, base_url=fake.base_url)
+    async with bot:
+        sent = await send_text(bot, ANN, "Price: 5.00 (approx)!", parse_mode="MarkdownV2")
+    assert sent.text == "Price: 5.00 (approx)!"
+    assert [c.status for c in fake.calls_of("sendMessage")] == [400, 200]
+    assert "parse_mode" not in fake.calls_of("sendMessage")[1].params
+
+
+def _caused(error: Exception, cause: BaseException) -> Exception:
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (RetryAfter(7), RetryLater),
+        (Forbidden("Forbidden: bot was blocked by the user"), Failed),
+        (BadRequest("Bad Request: chat not found"), Failed),
+        (NetworkError("Bad Gateway"), RetryLater),
+        (_caused(TimedOut(), httpx.ConnectTimeout("x")), RetryLater),
+        (_caused(TimedOut(), httpx.ReadTimeout("x")), Unknown),
+        (
+            _caused(NetworkError("httpx.RemoteProtocolError"), httpx.RemoteProtocolError("x")),
+            Unknown,
+        ),
+    ],
+)
+def test_failures_are_classified_so_nothing_is_sent_twice(error: Exception, expected: type) -> None:
+    result = classify(error)  # type: ignore[arg-type]
+    assert isinstance(result, expected)
+    if isinstance(result, RetryLater) and isinstance(error, RetryAfter):
+        assert result.after == 7
+    if isinstance(error, Forbidden | BadRequest):
+        assert isinstance(result, Failed)
+        assert result.unreachable
