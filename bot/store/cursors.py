@@ -44,3 +44,10 @@ async def try_hold(session: AsyncSession, key: str, owner: str, seconds: float) 
         update(ChannelCursor).where(ChannelCursor.key == key).values(value=value, updated_at=now)
     )
     return True
+
+
+async def release(session: AsyncSession, key: str, owner: str) -> None:
+    """Give up the lease `key` if `owner` holds it, so another worker need not wait it out."""
+    row = await session.get(ChannelCursor, key, with_for_update=True)
+    if row is not None and row.value.partition("|")[0] == owner:
+        row.value, row.updated_at = f"{owner}|{utcnow().isoformat()}", utcnow()

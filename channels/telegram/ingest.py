@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 from telegram import Bot, Update
-from telegram.error import Conflict, NetworkError, RetryAfter, TelegramError
+from telegram.error import RetryAfter, TelegramError
 from telegram.ext import Application
 
 from bot.audit import AuditLog
@@ -101,20 +101,27 @@ class Poller:
         self.failures = 0
 
     async def run(self) -> None:
-        while True:
-            if not await self._hold_lease():
-                await asyncio.sleep(self.lease_seconds / 3)
-                continue
-            try:
-                await self.poll_once()
-                self.failures = 0
-            except RetryAfter as error:
-                await asyncio.sleep(retry_seconds(error))
-            except (NetworkError, Conflict, TelegramError, OSError) as error:
-                self.failures += 1
-                delay = min(2**self.failures, 60)
-                log.warning("getUpdates failed (%s); retrying in %ss", error, delay)
-                await asyncio.sleep(delay)
+        try:
+            while True:
+                if not await self._hold_lease():
+                    await asyncio.sleep(self.lease_seconds / 3)
+                    continue
+                await self._poll_with_backoff()
+        finally:
+            async with self.db.transaction() as session:
+                await cursors.release(session, POLLER_LEASE, self.worker_id)
+
+    async def _poll_with_backoff(self) -> None:
+        try:
+            await self.poll_once()
+            self.failures = 0
+        except RetryAfter as error:
+            await asyncio.sleep(retry_seconds(error))
+        except (TelegramError, OSError) as error:
+            self.failures += 1
+            delay = min(2**self.failures, 60)
+            log.warning("getUpdates failed (%s); retrying in %ss", error, delay)
+            await asyncio.sleep(delay)
 
     async def _hold_lease(self) -> bool:
         async with self.db.transaction() as session:
