@@ -53,14 +53,24 @@ def history_messages(stored: Sequence[StoredMessage], trigger_note: str | None) 
         if message.direction == "in":
             item: Message = UserText(message.text or "(no text; attachment only)")
         else:
-            prefix = "[from a staff member] " if message.author == "staff" else ""
-            item = AssistantTurn(text=prefix + message.text)
+            item = AssistantTurn(text=_outbound_text(message))
         merged = _append_merged(merged, item)
     if trigger_note:
         merged = _append_merged(merged, UserText(trigger_note))
     if not merged or not isinstance(merged[0], UserText):
         merged.insert(0, UserText(OPENING))
     return merged
+
+
+def _outbound_text(message: StoredMessage) -> str:
+    """Our message as the model sees it, marked if a person wrote it or it never arrived."""
+    prefix = "[from a staff member] " if message.author == "staff" else ""
+    delivery = (message.meta or {}).get("delivery")
+    if delivery == "failed":
+        prefix += "[NOT DELIVERED to the contact] "
+    elif delivery == "unknown":
+        prefix += "[delivery uncertain] "
+    return prefix + message.text
 
 
 def _append_merged(messages: list[Message], item: Message) -> list[Message]:

@@ -18,6 +18,7 @@ from typing import assert_never
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.audit import AuditLog
+from bot.staff import STAFF_CHANNEL, notify_staff
 from bot.store import outbox
 from bot.store.db import Database
 from bot.store.models import Contact, OutboxItem
@@ -37,6 +38,22 @@ class RetryPolicy:
     def delay(self, attempts: int) -> float:
         base = min(self.initial * 2 ** max(attempts - 1, 0), self.maximum)
         return float(base * random.uniform(0.8, 1.2))
+
+
+async def alert_staff(session: AsyncSession, item: OutboxItem, what: str, error: str) -> None:
+    """Tell staff about a customer message that did not (or may not) arrive; never resent."""
+    if item.channel == STAFF_CHANNEL:
+        return  # a failing staff channel cannot report on itself; the log and audit have it
+    excerpt = item.text if len(item.text) <= 300 else item.text[:299] + "…"
+    await notify_staff(
+        session,
+        key=f"delivery:{item.id}",
+        conversation_id=item.conversation_id,
+        contact_id=item.contact_id,
+        kind="alert",
+        text=f"⚠️ A message to this customer on {item.channel} {what} ({error}). "
+        f"It will not be sent again automatically:\n“{excerpt}”",
+    )
 
 
 class OutboxWorker:
@@ -95,14 +112,17 @@ class OutboxWorker:
                         return  # our own pacing: nothing worth an audit record
                 case RetryLater(error, _, _):
                     await outbox.mark_failed(session, item.id, f"gave up: {error}")
+                    await alert_staff(session, item, "was not delivered", error)
                 case Failed(error, unreachable):
                     await outbox.mark_failed(session, item.id, error)
                     if unreachable:
                         contact = await session.get(Contact, item.contact_id)
                         if contact is not None:
                             contact.unreachable = True
+                    await alert_staff(session, item, "was not delivered", error)
                 case Unknown(error):
                     await outbox.mark_unknown(session, item.id, error)
+                    await alert_staff(session, item, "may not have been delivered", error)
                 case _:
                     assert_never(result)
             await self.audit.append(
@@ -123,6 +143,7 @@ class OutboxWorker:
 
     async def _expire_stale(self, session: AsyncSession) -> None:
         for item in await outbox.expire_stale_claims(session):
+            await alert_staff(session, item, "may not have been delivered", item.last_error or "")
             log.error("outbox %s: outcome unknown, needs a person (%s)", item.id, item.last_error)
             await self.audit.append(
                 session,

@@ -29,6 +29,7 @@ def contact_card(contact: Contact) -> dict[str, object]:
         "lead_score": contact.lead_score,
         "owner": contact.owner,
         "lead_source": contact.lead_source,
+        "unreachable": contact.unreachable,
         "fields": dict(contact.custom_fields or {}),
     }
 

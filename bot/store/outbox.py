@@ -190,17 +190,32 @@ async def mark_retry(
 
 
 async def mark_failed(session: AsyncSession, item_id: int, error: str) -> None:
-    item = await session.get(OutboxItem, item_id)
-    if item is not None:
-        item.status, item.last_error = "failed", error
-        item.attempts += 1
+    await _give_up(session, item_id, "failed", error)
 
 
 async def mark_unknown(session: AsyncSession, item_id: int, error: str) -> None:
+    await _give_up(session, item_id, "unknown", error)
+
+
+async def _give_up(session: AsyncSession, item_id: int, status: str, error: str) -> None:
+    """End the item's delivery; its conversation message says so, for the agent to see."""
     item = await session.get(OutboxItem, item_id)
-    if item is not None:
-        item.status, item.last_error = "unknown", error
-        item.attempts += 1
+    if item is None:
+        return
+    item.status, item.last_error = status, error
+    item.attempts += 1
+    await note_delivery_problem(session, item, status, error)
+
+
+async def note_delivery_problem(
+    session: AsyncSession, item: OutboxItem, status: str, error: str
+) -> None:
+    """Mark the conversation message of `item` as not (or maybe not) delivered."""
+    if item.message_id is None:
+        return
+    message = await session.get(Message, item.message_id)
+    if message is not None:
+        message.meta = {**(message.meta or {}), "delivery": status, "delivery_error": error[:300]}
 
 
 async def expire_stale_claims(session: AsyncSession) -> list[OutboxItem]:
@@ -212,4 +227,5 @@ async def expire_stale_claims(session: AsyncSession) -> list[OutboxItem]:
     for item in stale:
         item.status = "unknown"
         item.last_error = f"sender {item.claimed_by} stopped mid-send; outcome unknown"
+        await note_delivery_problem(session, item, "unknown", item.last_error)
     return stale

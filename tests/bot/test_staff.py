@@ -10,7 +10,8 @@ from agents.handoff import customer_notice
 from bot.hours import BusinessHours
 from bot.staff import StaffMember, add_note, decide, reply_to_customer, set_conversation_state
 from bot.store.models import AuditEvent, Contact, Conversation, Deal, OutboxItem
-from tests.support.harness import Harness
+from channels.base import DeliveryResult, Failed
+from tests.support.harness import Harness, RecordingChannel
 from tests.support.models import ScriptedModel, call, turn
 
 ALICE = StaffMember("telegram:42", "Alice")
@@ -147,3 +148,23 @@ def test_customer_is_told_when_a_person_will_answer_outside_business_hours() -> 
     assert not hours.is_open(saturday)
     assert hours.is_open(datetime(2026, 11, 24, 10, 0, tzinfo=UTC))
     assert "as soon as possible" in customer_notice(None)
+
+
+class _RefusingChannel(RecordingChannel):
+    async def deliver(self, item: object) -> DeliveryResult:
+        return Failed("bad request: chat not found", unreachable=True)
+
+
+async def test_a_failed_delivery_alerts_staff_and_the_agent_sees_it(harness: Harness) -> None:
+    harness.app.outbox_workers["console"].channel = _RefusingChannel()
+    model = ScriptedModel(turn("Hello Ann!"), turn("", call("get_contact")), turn("Still there?"))
+    harness.use_model(model)
+    await harness.answer("hi")
+    [alert] = await _staff_posts(harness)
+    assert alert.meta["kind"] == "alert"
+    assert "was not delivered" in alert.text
+    assert "Hello Ann!" in alert.text
+    await harness.answer("hello?")
+    seen = str(model.requests[1].messages)
+    assert "[NOT DELIVERED to the contact] Hello Ann!" in seen
+    assert '"unreachable": true' in str(model.requests[2].messages)
