@@ -114,3 +114,31 @@ async def test_a_deleted_topic_is_recreated_on_the_next_handoff(
     assert thread.thread_id != thread_id
     await eventually(lambda: texts(fake, STAFF_CHAT, thread.thread_id))
     assert "urgent" in texts(fake, STAFF_CHAT, thread.thread_id)[0]
+
+
+async def test_in_a_group_without_topics_staff_answer_by_replying_to_the_summary(
+    database_url: str,
+) -> None:
+    async with FakeTelegram() as fake:
+        fake.add_supergroup(STAFF_CHAT, "Staff", is_forum=False)
+        rig = TelegramRig(fake, database_url)
+        await rig.start()
+        try:
+            fake.user_message(ANN, "I need a human", first_name="Ann")
+            await eventually(lambda: fake.sent(chat_id=STAFF_CHAT))
+            [summary_params] = fake.sent(chat_id=STAFF_CHAT)
+            assert "message_thread_id" not in summary_params
+            summary = fake.bot_messages(STAFF_CHAT)[-1]
+            fake.user_message(
+                STAFFER,
+                "Hi Ann, Bob from sales.",
+                first_name="Bob",
+                chat_id=STAFF_CHAT,
+                reply_to_message=summary,
+            )
+            await eventually(lambda: texts(fake, ANN)[-1:] == ["Hi Ann, Bob from sales."])
+            fake.user_message(STAFFER, "unrelated chatter", first_name="Bob", chat_id=STAFF_CHAT)
+            await eventually(lambda: len(fake.calls_of("getUpdates")) > 3)
+            assert "unrelated chatter" not in texts(fake, ANN)
+        finally:
+            await rig.stop()
