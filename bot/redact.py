@@ -48,7 +48,11 @@ class RedactingFilter(logging.Filter):
         self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.redactor.text(record.getMessage())
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed logging call must not raise where it was logged
+            message = f"{record.msg} (unformattable log arguments: {record.args!r})"
+        record.msg = self.redactor.text(message)
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = self.redactor.text(

@@ -47,7 +47,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is deferred).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
@@ -56,6 +56,17 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _use_wal(cursor: Any) -> None:
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except Exception as error:
+        # Two connections switching a new database to WAL at once: SQLite answers the loser
+        # "locked" at once, without waiting. WAL mode is stored in the file, so this
+        # connection uses it as soon as the winner's switch is done.
+        if "locked" not in str(error):
+            raise
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Insert, TextClause
 
-from bot.store.contacts import Identity, resolve_contact
+from bot.store.contacts import Identity, resolve_contact, resolve_contacts
 from bot.store.conversations import open_conversation
-from bot.store.models import Contact, Conversation, Message
+from bot.store.models import Base, Contact, Conversation, Message
 from bot.store.types import utcnow
+
+log = logging.getLogger("bot.store")
+BATCH_ATTEMPTS = 3
+"""A batch that lost a race with a concurrent transaction is redone, at most this often."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,188 @@ async def record_inbound(session: AsyncSession, inbound: InboundMessage) -> Reco
         return None  # another worker stored the same message a moment ago
     conversation.last_message_at = message.created_at
     return Recorded(message, contact, conversation)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Where a new inbound message of a batch landed, by row id."""
+
+    inbound: InboundMessage
+    message_id: int
+    contact_id: int
+    conversation_id: int
+
+
+async def record_inbound_batch(
+    session: AsyncSession, inbounds: Sequence[InboundMessage]
+) -> list[Stored]:
+    """Store the messages not seen before, exactly as `record_inbound` on each in turn would.
+
+    Returns the new ones in input order. It takes a handful of statements whatever the batch
+    size (meant for a channel's batch: Telegram hands over at most 100 updates at a time).
+    When a concurrent transaction creates some of the same contacts first, the batch is rolled
+    back to its savepoint and redone, and then finds theirs. It writes with Core statements:
+    contacts or conversations already loaded in `session` are not refreshed.
+    """
+    if not inbounds:
+        return []
+    for attempt in range(1, BATCH_ATTEMPTS):
+        try:
+            async with session.begin_nested():
+                return await _record_batch(session, inbounds)
+        except IntegrityError as error:
+            # The first line names the constraint; the rest would put people's details in logs.
+            reason = str(error.orig).splitlines()[0]
+            log.info("inbound batch lost a race (attempt %s, %s); redoing it", attempt, reason)
+    return await _record_batch(session, inbounds)
+
+
+async def _record_batch(session: AsyncSession, inbounds: Sequence[InboundMessage]) -> list[Stored]:
+    fresh = await _unseen(session, inbounds)
+    if not fresh:
+        return []
+    contact_ids = await resolve_contacts(session, [inbound.identity for inbound in fresh])
+    conversation_ids = await _open_conversations(session, fresh, contact_ids)
+    placed = list(zip(fresh, contact_ids, conversation_ids, strict=True))
+    now = utcnow()
+    stored = await _insert_messages(session, placed, now)
+    touched = {s.conversation_id for s in stored}
+    if touched:
+        await session.execute(
+            update(Conversation).where(Conversation.id.in_(touched)).values(last_message_at=now)
+        )
+    return stored
+
+
+def _key(inbound: InboundMessage) -> tuple[str, str]:
+    return (inbound.identity.channel, inbound.external_id)
+
+
+async def _unseen(
+    session: AsyncSession, inbounds: Sequence[InboundMessage]
+) -> list[InboundMessage]:
+    """The messages whose channel id is neither stored nor taken by an earlier one, in order."""
+    first: dict[tuple[str, str], InboundMessage] = {}
+    for inbound in inbounds:
+        first.setdefault(_key(inbound), inbound)
+    query = select(Message.channel, Message.external_id).where(
+        tuple_(Message.channel, Message.external_id).in_(list(first))
+    )
+    stored = {(channel, external_id) for channel, external_id in await session.execute(query)}
+    return [inbound for key, inbound in first.items() if key not in stored]
+
+
+async def _open_conversations(
+    session: AsyncSession, inbounds: list[InboundMessage], contact_ids: list[int]
+) -> list[int]:
+    """Each message's open conversation (contact and channel), started where there is none.
+
+    A started conversation takes the subject of the first message that needed it.
+    """
+    keys = [
+        (contact_id, i.identity.channel)
+        for i, contact_id in zip(inbounds, contact_ids, strict=True)
+    ]
+    subjects: dict[tuple[int, str], str | None] = {}
+    for key, inbound in zip(keys, inbounds, strict=True):
+        subjects.setdefault(key, inbound.subject)
+    found = await _find_open(session, list(subjects))
+    missing = {key: subject for key, subject in subjects.items() if key not in found}
+    if missing:
+        found |= await _start_conversations(session, missing)
+    return [found[key] for key in keys]
+
+
+async def _find_open(
+    session: AsyncSession, keys: list[tuple[int, str]]
+) -> dict[tuple[int, str], int]:
+    query = select(Conversation.contact_id, Conversation.channel, Conversation.id).where(
+        tuple_(Conversation.contact_id, Conversation.channel).in_(keys),
+        Conversation.state != "closed",
+    )
+    rows = await session.execute(query)
+    return {(contact_id, channel): id_ for contact_id, channel, id_ in rows}
+
+
+async def _start_conversations(
+    session: AsyncSession, subjects: dict[tuple[int, str], str | None]
+) -> dict[tuple[int, str], int]:
+    """Open a conversation for each (contact, channel); one opened concurrently is reused.
+
+    The partial unique index `uq_conversations_open` allows one open conversation per contact
+    and channel; a concurrent transaction's wins and is selected afterwards.
+    """
+    rows = [
+        {"contact_id": contact_id, "channel": channel, "subject": subjects[contact_id, channel]}
+        for contact_id, channel in sorted(subjects)  # a fixed lock order across transactions
+    ]
+    # SQLite accepts the partial index as the conflict target only with its condition as written.
+    open_only = text("state != 'closed'")
+    statement = _insert_ignoring_conflicts(
+        session, Conversation, ["contact_id", "channel"], open_only
+    ).returning(Conversation.contact_id, Conversation.channel, Conversation.id)
+    result = await session.execute(statement, rows)
+    started = {(contact_id, channel): id_ for contact_id, channel, id_ in result}
+    raced = [key for key in subjects if key not in started]
+    if raced:
+        started |= await _find_open(session, raced)
+    return started
+
+
+async def _insert_messages(
+    session: AsyncSession, placed: list[tuple[InboundMessage, int, int]], now: datetime
+) -> list[Stored]:
+    """Insert (message, contact id, conversation id) rows in order; skip ones stored meanwhile."""
+    rows = [
+        {
+            "conversation_id": conversation_id,
+            "contact_id": contact_id,
+            "direction": "in",
+            "author": "contact",
+            "channel": inbound.identity.channel,
+            "external_id": inbound.external_id,
+            "text": inbound.text,
+            "attachments": inbound.attachments,
+            "meta": inbound.meta,
+            "sent_at": inbound.sent_at,
+            "created_at": now,
+        }
+        for inbound, contact_id, conversation_id in placed
+    ]
+    # Rows are numbered in VALUES order, so ids follow input order; RETURNING's order is not
+    # promised, hence matching by channel id.
+    statement = _insert_ignoring_conflicts(session, Message, ["channel", "external_id"]).returning(
+        Message.channel, Message.external_id, Message.id
+    )
+    ids = {
+        (channel, external_id): id_
+        for channel, external_id, id_ in await session.execute(statement, rows)
+    }
+    return [
+        Stored(inbound, ids[_key(inbound)], contact_id, conversation_id)
+        for inbound, contact_id, conversation_id in placed
+        if _key(inbound) in ids
+    ]
+
+
+def _insert_ignoring_conflicts(
+    session: AsyncSession,
+    model: type[Base],
+    conflict_columns: list[str],
+    index_where: TextClause | None = None,
+) -> Insert:
+    """INSERT ... ON CONFLICT (columns) DO NOTHING on this session's database.
+
+    SQLite and PostgreSQL spell it alike, but SQLAlchemy builds it only from each dialect's own
+    `insert`; this is the one place that chooses.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model).on_conflict_do_nothing(
+            index_elements=conflict_columns, index_where=index_where
+        )
+    return sqlite.insert(model).on_conflict_do_nothing(
+        index_elements=conflict_columns, index_where=index_where
+    )
 
 
 async def pending_messages(session: AsyncSession, conversation_id: int) -> list[Message]:

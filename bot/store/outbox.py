@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -129,20 +129,25 @@ async def claim_due(
     conversation's messages arrive in the order they were written.
     """
     now = utcnow()
+    # Each conversation's oldest unsent item; only those may go, and only when due. Selecting
+    # them in SQL means a long backlog in one conversation cannot crowd out the others.
+    heads = (
+        select(func.min(OutboxItem.id))
+        .where(OutboxItem.channel == channel, OutboxItem.status.in_(("pending", "sending")))
+        .group_by(OutboxItem.conversation_id)
+    )
     query = (
         select(OutboxItem)
-        .where(OutboxItem.channel == channel, OutboxItem.status.in_(("pending", "sending")))
+        .where(
+            OutboxItem.id.in_(heads),
+            OutboxItem.status == "pending",
+            OutboxItem.next_attempt_at <= now,
+        )
         .order_by(OutboxItem.id)
-        .limit(limit * 4)
+        .limit(limit)
     )
     claimed: list[OutboxItem] = []
-    blocked: set[int] = set()
-    for item in (await session.execute(query)).scalars():
-        if item.conversation_id in blocked or len(claimed) >= limit:
-            continue
-        blocked.add(item.conversation_id)
-        if item.status != "pending" or item.next_attempt_at > now:
-            continue
+    for item in (await session.execute(query)).scalars().all():
         if await _claim(session, item, owner, now + timedelta(seconds=claim_seconds)):
             claimed.append(item)
     return claimed

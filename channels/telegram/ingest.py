@@ -24,7 +24,7 @@ from telegram.ext import Application
 from bot.audit import AuditLog
 from bot.store import cursors
 from bot.store.db import Database
-from bot.store.inbox import InboundMessage, record_inbound
+from bot.store.inbox import InboundMessage, record_inbound_batch
 from channels.telegram.normalize import inbound_from_update
 from channels.telegram.sending import retry_seconds
 
@@ -69,13 +69,10 @@ class UpdateIntake:
     async def _record(self, inbounds: list[InboundMessage]) -> None:
         if not inbounds:
             return
-        conversations: list[int] = []
         async with self.db.transaction() as session:
-            for inbound in inbounds:
-                recorded = await record_inbound(session, inbound)
-                if recorded is not None:
-                    conversations.append(recorded.conversation.id)
-        for conversation_id in dict.fromkeys(conversations):
+            stored = await record_inbound_batch(session, inbounds)
+        # Once per conversation, in the order their first new message came in.
+        for conversation_id in dict.fromkeys(s.conversation_id for s in stored):
             self.notify(conversation_id)
 
 

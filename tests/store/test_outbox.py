@@ -1,0 +1,357 @@
+"""The outbox sends each message once, in order per conversation, and never resends a maybe."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from bot.audit import AuditLog, verify_chain
+from bot.delivery import OutboxWorker, RetryPolicy
+from bot.store import outbox
+from bot.store.db import Database
+from bot.store.models import AuditEvent, Contact, Conversation, Message, OutboxItem
+from bot.store.types import utcnow
+from channels.base import Channel, DeliveryResult, Failed, RetryLater, Sent, Unknown
+
+CHANNEL = "fake"
+
+
+@dataclass
+class Chat:
+    contact_id: int
+    conversation_id: int
+
+
+async def new_chat(db: Database, name: str = "Ann") -> Chat:
+    async with db.transaction() as session:
+        contact = Contact(name=name)
+        session.add(contact)
+        await session.flush()
+        conversation = Conversation(contact_id=contact.id, channel=CHANNEL)
+        session.add(conversation)
+        await session.flush()
+        return Chat(contact.id, conversation.id)
+
+
+@pytest.fixture
+async def chat(db: Database) -> Chat:
+    return await new_chat(db)
+
+
+async def queue(db: Database, chat: Chat, key: str, text: str = "hello") -> OutboxItem:
+    async with db.transaction() as session:
+        item, _ = await outbox.enqueue(
+            session,
+            key=key,
+            conversation_id=chat.conversation_id,
+            contact_id=chat.contact_id,
+            channel=CHANNEL,
+            recipient="ann",
+            text=text,
+        )
+        return item
+
+
+async def claim(db: Database, owner: str = "worker-1", **options: Any) -> list[str]:
+    async with db.transaction() as session:
+        items = await outbox.claim_due(session, CHANNEL, owner, **options)
+        return [item.idempotency_key for item in items]
+
+
+async def item_by_key(db: Database, key: str) -> OutboxItem:
+    async with db.transaction() as session:
+        item = await outbox.by_key(session, key)
+    assert item is not None
+    return item
+
+
+async def time_passes(db: Database, key: str) -> None:
+    """Move the item's retry time and claim into the past, as if the clock had run on."""
+    past = utcnow() - timedelta(seconds=1)
+    async with db.transaction() as session:
+        await session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.idempotency_key == key)
+            .values(next_attempt_at=past, claimed_until=past)
+        )
+
+
+async def count(db: Database, model: type[Any], *where: Any) -> int:
+    async with db.transaction() as session:
+        return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+async def test_enqueueing_the_same_key_twice_queues_one_item_and_one_message(
+    db: Database, chat: Chat
+) -> None:
+    first = await queue(db, chat, "run1:reply", "hello")
+    async with db.transaction() as session:
+        again, created = await outbox.enqueue(
+            session,
+            key="run1:reply",
+            conversation_id=chat.conversation_id,
+            contact_id=chat.contact_id,
+            channel=CHANNEL,
+            recipient="ann",
+            text="hello",
+        )
+
+    assert not created and again.id == first.id
+    assert await count(db, OutboxItem) == 1
+    assert await count(db, Message, Message.direction == "out") == 1
+    assert first.message_id is not None
+
+
+async def test_enqueueing_one_key_concurrently_queues_one_item_and_one_message(
+    db: Database, chat: Chat
+) -> None:
+    items = await asyncio.gather(*(queue(db, chat, "run1:reply") for _ in range(4)))
+
+    assert len({item.id for item in items}) == 1
+    assert await count(db, OutboxItem) == 1
+    assert await count(db, Message, Message.direction == "out") == 1
+
+
+async def test_claiming_takes_one_item_per_conversation_oldest_first(
+    db: Database, chat: Chat
+) -> None:
+    other = await new_chat(db, "Bob")
+    await queue(db, chat, "a1")
+    await queue(db, chat, "a2")
+    await queue(db, other, "b1")
+
+    assert await claim(db) == ["a1", "b1"]
+    assert await claim(db) == []  # a2 waits for a1
+
+    async with db.transaction() as session:
+        await outbox.mark_sent(session, (await item_by_key(db, "a1")).id, "ext-a1")
+    assert await claim(db) == ["a2"]
+
+
+async def test_an_item_claimed_by_one_worker_is_not_claimed_by_another(
+    db: Database, chat: Chat
+) -> None:
+    await queue(db, chat, "a1")
+
+    assert await claim(db, "worker-1") == ["a1"]
+    assert await claim(db, "worker-2") == []
+    item = await item_by_key(db, "a1")
+    assert (item.status, item.claimed_by) == ("sending", "worker-1")
+
+
+async def test_workers_claiming_at_once_never_claim_the_same_item(db: Database) -> None:
+    chats = [await new_chat(db, f"c{i}") for i in range(6)]
+    for i, each in enumerate(chats):
+        await queue(db, each, f"k{i}")
+
+    claims = await asyncio.gather(*(claim(db, f"worker-{n}", limit=2) for n in range(4)))
+
+    claimed = [key for keys in claims for key in keys]
+    assert sorted(claimed) == sorted(set(claimed))
+    assert len(claimed) <= 6
+
+
+async def test_a_retried_item_is_not_due_until_its_delay_has_passed(
+    db: Database, chat: Chat
+) -> None:
+    await queue(db, chat, "a1")
+    await queue(db, chat, "a2")
+    assert await claim(db) == ["a1"]
+    async with db.transaction() as session:
+        await outbox.mark_retry(session, (await item_by_key(db, "a1")).id, "429", delay=60)
+
+    assert await claim(db) == []  # neither a1 (not due) nor a2 (behind a1)
+
+    await time_passes(db, "a1")
+    assert await claim(db) == ["a1"]
+    item = await item_by_key(db, "a1")
+    assert (item.attempts, item.last_error) == (1, "429")
+
+
+async def test_a_backlog_waiting_on_a_retry_does_not_hold_up_other_conversations(
+    db: Database, chat: Chat
+) -> None:
+    quiet = await new_chat(db, "Bob")
+    for i in range(12):
+        await queue(db, chat, f"busy{i}")
+    await queue(db, quiet, "quiet")
+    assert await claim(db) == ["busy0", "quiet"]
+    sent, retried = await item_by_key(db, "quiet"), await item_by_key(db, "busy0")
+    async with db.transaction() as session:
+        await outbox.mark_sent(session, sent.id, None)
+        await outbox.mark_retry(session, retried.id, "429", delay=60)
+    await queue(db, quiet, "quiet-2")
+
+    assert await claim(db, limit=2) == ["quiet-2"]
+
+
+async def test_a_claim_that_expired_mid_send_becomes_unknown_and_is_never_claimed_again(
+    db: Database, chat: Chat
+) -> None:
+    await queue(db, chat, "a1")
+    assert await claim(db, "dead-worker") == ["a1"]
+    await time_passes(db, "a1")
+
+    async with db.transaction() as session:
+        stale = await outbox.expire_stale_claims(session)
+
+    assert [item.idempotency_key for item in stale] == ["a1"]
+    item = await item_by_key(db, "a1")
+    assert item.status == "unknown" and "dead-worker" in (item.last_error or "")
+    assert await claim(db, "worker-2") == []
+    async with db.transaction() as session:
+        assert await outbox.expire_stale_claims(session) == []
+
+
+# --- the worker --------------------------------------------------------------------------------
+
+
+class ScriptedChannel(Channel):
+    """Answers each delivery with the next scripted result (or raises it)."""
+
+    name = CHANNEL
+
+    def __init__(self, *results: DeliveryResult | Exception) -> None:
+        self.results = list(results)
+        self.delivered: list[str] = []
+
+    async def deliver(self, item: OutboxItem) -> DeliveryResult:
+        self.delivered.append(item.idempotency_key)
+        result = self.results.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+def worker(db: Database, channel: Channel, max_attempts: int = 3) -> OutboxWorker:
+    return OutboxWorker(
+        db, AuditLog(), channel, worker_id="worker-1", retry=RetryPolicy(max_attempts=max_attempts)
+    )
+
+
+async def chain_is_intact(db: Database) -> bool:
+    async with db.transaction() as session:
+        _, problems = await verify_chain(session)
+    return problems == []
+
+
+async def test_a_sent_item_records_the_channel_id_on_the_item_and_its_message(
+    db: Database, chat: Chat
+) -> None:
+    await queue(db, chat, "a1")
+    channel = ScriptedChannel(Sent("tg-1"))
+
+    assert await worker(db, channel).deliver_due() == 1
+
+    item = await item_by_key(db, "a1")
+    assert (item.status, item.attempts, item.external_id) == ("sent", 1, "tg-1")
+    async with db.transaction() as session:
+        message = await session.get(Message, item.message_id)
+        events = (await session.execute(select(AuditEvent))).scalars().all()
+    assert message is not None and message.external_id == "tg-1" and message.sent_at is not None
+    assert [(e.kind, e.payload["result"]) for e in events] == [("delivery", "Sent")]
+    assert await worker(db, channel).deliver_due() == 0
+    assert await chain_is_intact(db)
+
+
+async def test_retry_later_is_delivered_again_on_the_next_pass(db: Database, chat: Chat) -> None:
+    await queue(db, chat, "a1")
+    channel = ScriptedChannel(RetryLater("flood wait", after=0), Sent("tg-1"))
+    sender = worker(db, channel)
+
+    assert await sender.deliver_due() == 1
+    item = await item_by_key(db, "a1")
+    assert (item.status, item.attempts, item.last_error) == ("pending", 1, "flood wait")
+
+    assert await sender.deliver_due() == 1
+    item = await item_by_key(db, "a1")
+    assert (item.status, item.attempts) == ("sent", 2)
+    assert channel.delivered == ["a1", "a1"]
+
+
+async def test_retry_later_beyond_max_attempts_fails_the_item(db: Database, chat: Chat) -> None:
+    await queue(db, chat, "a1")
+    channel = ScriptedChannel(*[RetryLater("503", after=0)] * 3)
+    sender = worker(db, channel, max_attempts=3)
+
+    for _ in range(3):
+        assert await sender.deliver_due() == 1
+    assert await sender.deliver_due() == 0
+
+    item = await item_by_key(db, "a1")
+    assert (item.status, item.attempts, item.last_error) == ("failed", 3, "gave up: 503")
+    assert len(channel.delivered) == 3
+
+
+async def test_a_failure_that_makes_the_contact_unreachable_flags_the_contact(
+    db: Database, chat: Chat
+) -> None:
+    await queue(db, chat, "a1")
+
+    await worker(db, ScriptedChannel(Failed("bot was blocked", unreachable=True))).deliver_due()
+
+    item = await item_by_key(db, "a1")
+    assert (item.status, item.attempts, item.last_error) == ("failed", 1, "bot was blocked")
+    async with db.transaction() as session:
+        contact = await session.get(Contact, chat.contact_id)
+    assert contact is not None and contact.unreachable
+
+
+async def test_a_plain_failure_leaves_the_contact_reachable(db: Database, chat: Chat) -> None:
+    await queue(db, chat, "a1")
+
+    await worker(db, ScriptedChannel(Failed("message too long"))).deliver_due()
+
+    assert (await item_by_key(db, "a1")).status == "failed"
+    async with db.transaction() as session:
+        contact = await session.get(Contact, chat.contact_id)
+    assert contact is not None and not contact.unreachable
+
+
+@pytest.mark.parametrize(
+    ("result", "error"),
+    [
+        (Unknown("timeout after sending"), "timeout after sending"),
+        (ConnectionResetError("peer went away"), "ConnectionResetError: peer went away"),
+    ],
+    ids=["unknown", "channel-raised"],
+)
+async def test_an_unknown_outcome_is_never_delivered_again(
+    db: Database, chat: Chat, result: DeliveryResult | Exception, error: str
+) -> None:
+    await queue(db, chat, "a1")
+    channel = ScriptedChannel(result)
+    sender = worker(db, channel)
+
+    assert await sender.deliver_due() == 1
+    assert await sender.deliver_due() == 0
+
+    item = await item_by_key(db, "a1")
+    assert (item.status, item.attempts, item.last_error) == ("unknown", 1, error)
+    assert channel.delivered == ["a1"]
+
+
+async def test_the_worker_marks_a_dead_workers_claim_unknown_and_does_not_send_it(
+    db: Database, chat: Chat
+) -> None:
+    await queue(db, chat, "a1")
+    assert await claim(db, "dead-worker") == ["a1"]
+    await time_passes(db, "a1")
+    channel = ScriptedChannel()
+
+    assert await worker(db, channel).deliver_due() == 0
+
+    assert (await item_by_key(db, "a1")).status == "unknown"
+    assert channel.delivered == []
+    async with db.transaction() as session:
+        [event] = (await session.execute(select(AuditEvent))).scalars().all()
+    assert (event.kind, event.payload["result"]) == ("delivery", "Unknown")
+    assert await chain_is_intact(db)
