@@ -91,7 +91,15 @@ class TelegramHandlers:
             message.reply_to_message.message_id if message.reply_to_message else None,
         )
         text = message.text or message.caption or ""
-        if contact_id is None or not text:
+        if contact_id is None:
+            replied = message.reply_to_message
+            if replied and replied.from_user and replied.from_user.id == context.bot.id:
+                await message.reply_text(
+                    "I can't tell which customer this is for. Reply to the handoff summary "
+                    "or write in the customer's topic."
+                )
+            return
+        if not text:
             return
         staff = StaffMember(f"telegram:{user.id}", user.full_name)
         reply = await self._staff_action(contact_id, text, staff, message.message_id)

@@ -140,10 +140,19 @@ class Poller:
         fresh = [u for u in updates if last is None or u.update_id > last]
         if not fresh:
             return 0
-        await self.intake.handle_batch(fresh)
-        async with self.db.transaction() as session:
-            await cursors.save(session, CURSOR_KEY, str(fresh[-1].update_id))
+        # A stop request must not split a batch from its cursor: finish it, then stop.
+        work = asyncio.ensure_future(self._handle(fresh))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await work
+            raise
         return len(fresh)
+
+    async def _handle(self, updates: list[Update]) -> None:
+        await self.intake.handle_batch(updates)
+        async with self.db.transaction() as session:
+            await cursors.save(session, CURSOR_KEY, str(updates[-1].update_id))
 
 
 class WebhookServer:

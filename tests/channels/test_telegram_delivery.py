@@ -33,11 +33,17 @@ async def test_a_429_storm_delays_but_loses_and_duplicates_nothing(
         await eventually(lambda: all(texts(fake, u) for u in prospects), within=20)
         sent = Counter(int(p["chat_id"]) for p in fake.sent() if int(p["chat_id"]) > 0)
         assert sent == Counter(dict.fromkeys(prospects, 1))
-        items = await rig.rows(OutboxItem, OutboxItem.channel == "telegram")
-        assert {i.status for i in items} == {"sent"}
+        items = await eventually(lambda: _all_sent(rig))
+        assert len(items) == len(prospects)
         assert sum(i.attempts for i in items) == len(prospects) + 6
     finally:
         await rig.stop()
+
+
+async def _all_sent(rig: TelegramRig) -> list[OutboxItem]:
+    """The customer outbox items, once every one of them is recorded as sent."""
+    items = await rig.rows(OutboxItem, OutboxItem.channel == "telegram")
+    return items if items and {i.status for i in items} == {"sent"} else []
 
 
 async def test_server_errors_are_retried_until_delivered(
