@@ -20,15 +20,14 @@ from agents.messages import (
     Usage,
     UserText,
 )
-from agents.providers.base import Provider
+from agents.providers.remote import RemoteProvider
 from agents.providers.retry import (
     DEFAULT_BACKOFF,
     Backoff,
     RetryableProviderError,
-    call_with_retries,
     parse_retry_after,
 )
-from bot.errors import ConfigurationError, ProviderError
+from bot.errors import ProviderError
 from bot.redact import Redactor
 
 Role = Literal["user", "assistant"]
@@ -38,10 +37,11 @@ _DATA_KEY = "anthropic"
 _THINKING = ("thinking", "redacted_thinking")
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(RemoteProvider):
     """Messages API with tools; owns an `AsyncAnthropic` client whose retries are off."""
 
     name = "anthropic"
+    key_setting = "ANTHROPIC_API_KEY"
 
     def __init__(
         self,
@@ -52,20 +52,14 @@ class AnthropicProvider(Provider):
         max_retries: int = 3,
         backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
-        if not api_key:
-            raise ConfigurationError("ANTHROPIC_API_KEY is required for the anthropic provider")
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self._redactor = Redactor([api_key])
+        super().__init__(api_key, max_retries=max_retries, backoff=backoff)
         # The SDK's own retry loop is off so that every retry goes through call_with_retries.
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
         )
 
-    async def complete(self, request: ModelRequest) -> ModelTurn:
-        message = await call_with_retries(
-            lambda: self._create(request), max_retries=self.max_retries, backoff=self.backoff
-        )
+    async def _complete_once(self, request: ModelRequest) -> ModelTurn:
+        message = await self._create(request)
         return _turn(message)
 
     async def aclose(self) -> None:

@@ -22,15 +22,14 @@ from agents.messages import (
     Usage,
     UserText,
 )
-from agents.providers.base import Provider
+from agents.providers.remote import RemoteProvider
 from agents.providers.retry import (
     DEFAULT_BACKOFF,
     Backoff,
     RetryableProviderError,
-    call_with_retries,
     parse_retry_after,
 )
-from bot.errors import ConfigurationError, ProviderError
+from bot.errors import ProviderError
 from bot.redact import Redactor
 
 Role = Literal["user", "model"]
@@ -46,10 +45,11 @@ _SKIP_SIGNATURE = base64.urlsafe_b64decode("skip_thought_signature_validator")
 _DATA_KEY = "gemini"
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(RemoteProvider):
     """generateContent with function calling; owns a `genai.Client` whose retries are off."""
 
     name = "gemini"
+    key_setting = "GEMINI_API_KEY"
 
     def __init__(
         self,
@@ -60,11 +60,7 @@ class GeminiProvider(Provider):
         max_retries: int = 3,
         backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
-        if not api_key:
-            raise ConfigurationError("GEMINI_API_KEY is required for the gemini provider")
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self._redactor = Redactor([api_key])
+        super().__init__(api_key, max_retries=max_retries, backoff=backoff)
         # Our own httpx2 client: otherwise the SDK switches to aiohttp whenever that happens to
         # be installed, which changes the errors it raises and adds a hidden reconnect retry.
         self._http = httpx2.AsyncClient(timeout=timeout, verify=_tls_context())
@@ -79,10 +75,8 @@ class GeminiProvider(Provider):
             ),
         )
 
-    async def complete(self, request: ModelRequest) -> ModelTurn:
-        response = await call_with_retries(
-            lambda: self._generate(request), max_retries=self.max_retries, backoff=self.backoff
-        )
+    async def _complete_once(self, request: ModelRequest) -> ModelTurn:
+        response = await self._generate(request)
         return _turn(response, request.model)
 
     async def aclose(self) -> None:

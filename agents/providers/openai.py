@@ -24,22 +24,22 @@ from agents.messages import (
     Usage,
     UserText,
 )
-from agents.providers.base import Provider
+from agents.providers.remote import RemoteProvider
 from agents.providers.retry import (
     DEFAULT_BACKOFF,
     Backoff,
     RetryableProviderError,
-    call_with_retries,
     parse_retry_after,
 )
-from bot.errors import ConfigurationError, ProviderError
+from bot.errors import ProviderError
 from bot.redact import Redactor
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(RemoteProvider):
     """Chat Completions with function tools; owns an `AsyncOpenAI` client whose retries are off."""
 
     name = "openai"
+    key_setting = "OPENAI_API_KEY"
 
     def __init__(
         self,
@@ -50,20 +50,14 @@ class OpenAIProvider(Provider):
         max_retries: int = 3,
         backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
-        if not api_key:
-            raise ConfigurationError("OPENAI_API_KEY is required for the openai provider")
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self._redactor = Redactor([api_key])
+        super().__init__(api_key, max_retries=max_retries, backoff=backoff)
         # The SDK's own retry loop is off so that every retry goes through call_with_retries.
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
         )
 
-    async def complete(self, request: ModelRequest) -> ModelTurn:
-        completion = await call_with_retries(
-            lambda: self._create(request), max_retries=self.max_retries, backoff=self.backoff
-        )
+    async def _complete_once(self, request: ModelRequest) -> ModelTurn:
+        completion = await self._create(request)
         return _turn(completion)
 
     async def aclose(self) -> None:
