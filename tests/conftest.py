@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.store.db import Database
+from tests.support.harness import Harness
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -25,7 +26,7 @@ for _name in list(os.environ):
     # A developer's real keys and settings must never reach a test.
     if (
         _name.endswith(("_API_KEY", "_BASE_URL"))
-        or _name.startswith(("LLM_", "TELEGRAM_"))
+        or _name.startswith(("LLM_", "TELEGRAM_", "IMAP_", "SMTP_", "EMAIL_"))
         or (_name in {"DATABASE_URL", "DEFAULT_AGENT"})
     ):
         del os.environ[_name]
@@ -127,6 +128,18 @@ async def database_url(
     finally:
         await db.dispose()
     return url
+
+
+@pytest.fixture
+async def harness(database_url: str) -> AsyncIterator[Harness]:
+    """An app whose default agent is the permissive `tester` agent, on a fake model."""
+    h = Harness(database_url, default_agent="tester", run_timeout_seconds=5)
+    await h.app.start()
+    await h.add_agent()
+    try:
+        yield h
+    finally:
+        await h.app.aclose()
 
 
 @pytest.fixture

@@ -8,18 +8,6 @@ from tests.support.harness import Harness
 
 
 @pytest.fixture
-async def harness(database_url: str) -> AsyncIterator[Harness]:
-    """An app whose default agent is the permissive `tester` agent."""
-    h = Harness(database_url, default_agent="tester", run_timeout_seconds=5)
-    await h.app.start()
-    await h.add_agent()
-    try:
-        yield h
-    finally:
-        await h.app.aclose()
-
-
-@pytest.fixture
 async def lead_harness(database_url: str) -> AsyncIterator[Harness]:
     h = Harness(database_url, default_agent="lead-qualifying", run_timeout_seconds=5)
     await h.app.start()
