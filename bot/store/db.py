@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +13,28 @@ from bot.store.engine import create_engine, is_sqlite, session_factory
 from bot.store.migrate import upgrade_database
 
 
+class _TaskTurn:
+    """A lock a task may take again while it holds it (a transaction opened inside another
+    behaves exactly as it would without the lock)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[object] | None = None
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None and self._owner is task:
+            yield
+            return
+        async with self._lock:
+            self._owner = task
+            try:
+                yield
+            finally:
+                self._owner = None
+
+
 class Database:
     """Owns the engine; `transaction()` yields a session inside one committed transaction."""
 
@@ -18,6 +42,11 @@ class Database:
         self.url = url
         self.engine: AsyncEngine = create_engine(url)
         self._sessions = session_factory(self.engine)
+        # SQLite has one writer at a time. Queuing this process's transactions here hands the
+        # lock over at once, in order, instead of leaving each connection to poll for it in
+        # SQLite's busy handler (which sleeps in growing steps and makes a long tail under load).
+        # Other processes on the same file still queue through the busy timeout.
+        self._sqlite_turn = _TaskTurn() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -29,7 +58,8 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction that commits on success and rolls back on error."""
-        async with self._sessions() as session, session.begin():
+        turn = self._sqlite_turn.hold() if self._sqlite_turn else contextlib.nullcontext()
+        async with turn, self._sessions() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:
