@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TEMPLATES := agents/templates
 
-.PHONY: run test install install-test lint bench clean
+.PHONY: run test install install-test system-deps lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,22 @@ run: install
 
 ## test: install what the tests need and run the whole suite
 ## (also on PostgreSQL when TEST_DATABASE_URL is set)
-test: install-test
+test: install-test system-deps
 	$(BIN)/pytest
+
+## system-deps: what the email tests start besides Python: Dovecot (Debian's dovecot-imapd)
+## and the openssl command. Installed with apt-get as root when missing; anywhere else this
+## only says what is missing, and the tests that need it are skipped with that reason.
+system-deps:
+	@if [ -x /usr/sbin/dovecot ] || command -v dovecot >/dev/null 2>&1; then \
+		command -v openssl >/dev/null 2>&1 || echo "system-deps: no openssl; TLS tests skip"; \
+	elif ! command -v apt-get >/dev/null 2>&1 || [ "$$(id -u)" != 0 ]; then \
+		echo "system-deps: install dovecot-imapd and openssl (as root: apt-get install" \
+			"dovecot-imapd openssl); until then the email tests that need them are skipped"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends dovecot-imapd openssl; \
+	fi
 
 lint: install-test
 	$(BIN)/ruff check .

@@ -99,8 +99,8 @@ async def serve(app: App, channel_tasks: list[Coroutine[Any, Any, None]]) -> Non
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     channels = [asyncio.create_task(coro) for coro in channel_tasks]
-    background = [asyncio.create_task(app.dispatcher.run_sweeper(), name="sweeper")]
-    background += [
+    sweeper = asyncio.create_task(app.dispatcher.run_sweeper(), name="sweeper")
+    deliveries = [
         asyncio.create_task(w.run_forever(), name=f"outbox-{name}")
         for name, w in app.outbox_workers.items()
     ]
@@ -117,9 +117,11 @@ async def serve(app: App, channel_tasks: list[Coroutine[Any, Any, None]]) -> Non
             task.cancel()
         await asyncio.gather(*channels, stopper, return_exceptions=True)
         await app.dispatcher.idle()
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        sweeper.cancel()
+        # Never cancel a delivery mid-send: that would leave its outcome unknown.
+        for worker in app.outbox_workers.values():
+            worker.stop()
+        await asyncio.gather(sweeper, *deliveries, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)

@@ -65,8 +65,8 @@ def run() -> None:
         from channels.console import ConsoleChannel
         from channels.staff_log import StaffLogChannel
 
-        if settings.telegram_bot_token:
-            await _run_telegram(settings)
+        if settings.telegram_bot_token or settings.email_enabled:
+            await _run_channels(settings)
             return
         app = App(settings, quiet_seconds=0)
         try:
@@ -86,18 +86,30 @@ def run() -> None:
     _run(main)
 
 
-async def _run_telegram(settings: Settings) -> None:
+async def _run_channels(settings: Settings) -> None:
+    """Telegram and/or email in one process, sharing the engine, store and outbox."""
+    from bot.staff import STAFF_CHANNEL
+    from channels.email.service import EmailService
+    from channels.staff_log import StaffLogChannel
     from channels.telegram.service import TelegramService
 
     app = App(settings)
-    telegram = TelegramService(app, settings)
+    services: list[TelegramService | EmailService] = []
+    if settings.telegram_bot_token:
+        services.append(TelegramService(app, settings))
+    if settings.email_enabled:
+        services.append(EmailService(app, settings))
+    if STAFF_CHANNEL not in app.outbox_workers:
+        app.add_channel(StaffLogChannel())  # email without a Telegram staff group
     try:
         await app.start()
-        await telegram.start()
-        await serve(app, [telegram.run()])
+        for service in services:
+            await service.start()
+        await serve(app, [service.run() for service in services])
     finally:
-        await app.aclose()  # finishes runs and flushes the outbox while the bot can still send
-        await telegram.stop()
+        await app.aclose()  # finishes runs and flushes the outbox while channels can still send
+        for service in services:
+            await service.stop()
 
 
 @cli.command()

@@ -74,6 +74,7 @@ class OutboxWorker:
         self.worker_id, self.retry = worker_id, retry or RetryPolicy()
         self.poll_seconds, self.claim_seconds = poll_seconds, claim_seconds
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         """Something was queued: deliver now instead of at the next poll."""
@@ -155,12 +156,18 @@ class OutboxWorker:
             )
 
     async def run_forever(self) -> None:
-        while True:
+        """Deliver until `stop()`; a pass in progress always finishes (no send is cut off)."""
+        while not self._stopping:
             try:
-                while await self.deliver_due():
+                while await self.deliver_due() and not self._stopping:
                     pass
             except Exception:
                 log.exception("outbox pass failed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
             self._wake.clear()
+
+    def stop(self) -> None:
+        """Ask `run_forever` to return after the delivery pass it is in."""
+        self._stopping = True
+        self._wake.set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from decimal import Decimal
+from email.utils import parseaddr
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -104,6 +105,33 @@ class Settings(BaseSettings):
     )
     business_timezone: str = Field("UTC", description="IANA time zone of business_hours")
 
+    imap_host: str | None = Field(None, description="With SMTP_HOST: starts the email channel")
+    imap_port: int | None = Field(None, ge=1, le=65535, description="993, or 143 with TLS none")
+    imap_user: str | None = Field(None, description="Login of the mailbox the bot reads")
+    imap_password: SecretStr | None = None
+    imap_tls: Literal["implicit", "none"] = Field(
+        "implicit", description="implicit TLS, or none on a trusted network only"
+    )
+    imap_mailbox: str = Field("INBOX", min_length=1, description="Folder the bot reads")
+    imap_idle_seconds: float = Field(
+        1740.0, gt=0, le=1740, description="IDLE is renewed this often (servers drop it at 30 min)"
+    )
+    imap_poll_seconds: float = Field(
+        60.0, gt=0, description="Polling interval for servers without IDLE"
+    )
+    smtp_host: str | None = Field(None, description="With IMAP_HOST: starts the email channel")
+    smtp_port: int | None = Field(None, ge=1, le=65535, description="465, 587 or 25 by SMTP_TLS")
+    smtp_user: str | None = Field(None, description="SMTP login; unset: no authentication")
+    smtp_password: SecretStr | None = None
+    smtp_tls: Literal["implicit", "starttls", "none"] = Field(
+        "implicit", description="implicit TLS, STARTTLS, or none on a trusted network only"
+    )
+    email_from: str | None = Field(None, description="Address replies are sent from")
+    email_from_name: str = Field("", description="Display name of EMAIL_FROM")
+    email_autoreply_cap_per_hour: int = Field(
+        5, ge=1, le=1000, description="Automatic replies one contact may get per hour"
+    )
+
     @field_validator("telegram_admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
@@ -138,11 +166,41 @@ class Settings(BaseSettings):
             raise ValueError("TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_WEBHOOK_URL is set")
         if self.telegram_bot_token and self.telegram_staff_chat_id is None:
             raise ValueError("TELEGRAM_STAFF_CHAT_ID is required when TELEGRAM_BOT_TOKEN is set")
+        self._check_email()
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError(
                 "DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
             )
         return self
+
+    def _check_email(self) -> None:
+        """Email needs both servers, their logins, and a From address; ports follow TLS."""
+        if self.imap_host and not self.smtp_host:
+            raise ValueError("SMTP_HOST is required when IMAP_HOST is set")
+        if self.smtp_host and not self.imap_host:
+            raise ValueError("IMAP_HOST is required when SMTP_HOST is set")
+        if self.imap_host and not (self.imap_user and self.imap_password):
+            raise ValueError("IMAP_USER and IMAP_PASSWORD are required when IMAP_HOST is set")
+        if self.smtp_user and not self.smtp_password:
+            raise ValueError("SMTP_PASSWORD is required when SMTP_USER is set")
+        if self.smtp_host and not self.email_from:
+            raise ValueError("EMAIL_FROM is required when SMTP_HOST is set")
+        if self.email_from is not None:
+            address = parseaddr(self.email_from)[1]
+            if address != self.email_from.strip() or address.count("@") != 1:
+                raise ValueError(
+                    f"EMAIL_FROM must be an address like bot@example.com, not {self.email_from!r}"
+                )
+            self.email_from = address
+        if self.imap_port is None:
+            self.imap_port = 993 if self.imap_tls == "implicit" else 143
+        if self.smtp_port is None:
+            self.smtp_port = {"implicit": 465, "starttls": 587, "none": 25}[self.smtp_tls]
+
+    @property
+    def email_enabled(self) -> bool:
+        """Both mail servers are configured: `crmbot run` starts the email channel."""
+        return bool(self.imap_host and self.smtp_host)
 
     def api_key(self, provider: str) -> str | None:
         """The API key configured for `provider`, or None."""

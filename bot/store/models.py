@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -340,4 +341,29 @@ class StaffPost(Base):
     confirmation_id: Mapped[int | None] = mapped_column(
         ForeignKey("pending_confirmations.id", ondelete="SET NULL")
     )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RawEmail(Base):
+    """An email exactly as the mail server delivered it, kept beside what it became.
+
+    `message_id` is the inbound message it was recorded as; None for mail that was not
+    (bounces, auto-replies nobody answers, list mail, our own). One row per mailbox position.
+    """
+
+    __tablename__ = "raw_emails"
+    __table_args__ = (UniqueConstraint("mailbox", "uidvalidity", "uid"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    mailbox: Mapped[str] = mapped_column(String(400))
+    """`user@host/folder` it was read from."""
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    header_message_id: Mapped[str | None] = mapped_column(String(300))
+    verdict: Mapped[str] = mapped_column(String(20))
+    """answer | auto_reply | bulk | list | bounce | own"""
+    size: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from tests.support.fake_telegram import FakeTelegram
+from tests.support.mail_servers import Dovecot, MailUser, SmtpSink
 from tests.support.telegram_rig import STAFF_CHAT, TelegramRig
 
 
@@ -28,3 +29,49 @@ async def rig(fake: FakeTelegram, database_url: str) -> AsyncIterator[TelegramRi
 def texts(fake: FakeTelegram, chat_id: int, thread_id: int | None = None) -> list[str]:
     """Texts the bot sent (or copied) to a chat, oldest first."""
     return [str(p.get("text", "(copy)")) for p in fake.sent(chat_id=chat_id, thread_id=thread_id)]
+
+
+# Email: real Dovecot (one server per session, a fresh user per test) and aiosmtpd. Most tests
+# read a server that offers no IDLE, polled every 50 ms (Dovecot announces new mail in IDLE
+# only after half a second); the tests about IDLE use `dovecot_idle`.
+
+
+def _dovecot(idle: bool) -> Iterator[Dovecot]:
+    if not Dovecot.available():
+        pytest.skip("dovecot is not installed (`make system-deps` installs dovecot-imapd)")
+    server = Dovecot(idle=idle)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot_server() -> Iterator[Dovecot]:
+    yield from _dovecot(idle=False)
+
+
+@pytest.fixture(scope="session")
+def dovecot_idle() -> Iterator[Dovecot]:
+    yield from _dovecot(idle=True)
+
+
+@pytest.fixture
+def mail_user(dovecot_server: Dovecot) -> MailUser:
+    return dovecot_server.new_user()
+
+
+@pytest.fixture
+def idle_user(dovecot_idle: Dovecot) -> MailUser:
+    return dovecot_idle.new_user()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
