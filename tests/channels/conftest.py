@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.support.email_rig import EmailRig, echo_model
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.mail_servers import Dovecot, MailUser, SmtpSink
 from tests.support.telegram_rig import STAFF_CHAT, TelegramRig
@@ -75,3 +76,16 @@ def smtp() -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
+
+
+@pytest.fixture
+async def email_rig(
+    database_url: str, dovecot_server: Dovecot, mail_user: MailUser, smtp: SmtpSink
+) -> AsyncIterator[EmailRig]:
+    """The email channel running against Dovecot and aiosmtpd, answering with an echo model."""
+    running = EmailRig(database_url, dovecot_server, mail_user, smtp)
+    await running.start(echo_model())
+    try:
+        yield running
+    finally:
+        await running.stop()

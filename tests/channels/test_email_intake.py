@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from bot.store.db import Database
 from bot.store.models import Message, RawEmail
 from channels.email.imap import Connection
 from channels.email.intake import FetchedMail
-from tests.support.email_rig import EmailRig
+from tests.support.email_rig import EmailRig, echo_model
 from tests.support.mail_servers import (
     Dovecot,
     MailUser,
@@ -24,37 +23,20 @@ from tests.support.mail_servers import (
     make_mail,
     self_signed_certificate,
 )
-from tests.support.models import FunctionModel, turn
 from tests.support.telegram_rig import eventually
 
 ANN = "ann@prospect.test"
 
 
-def echo() -> FunctionModel:
-    return FunctionModel(lambda request: turn(f"You wrote: {request.messages[-1]}"))
-
-
-@pytest.fixture
-async def rig(
-    database_url: str, dovecot_server: Dovecot, mail_user: MailUser, smtp: SmtpSink
-) -> AsyncIterator[EmailRig]:
-    running = EmailRig(database_url, dovecot_server, mail_user, smtp)
-    await running.start(echo())
-    try:
-        yield running
-    finally:
-        await running.stop()
-
-
-async def _answered(rig: EmailRig, smtp: SmtpSink, mail: bytes, sender: str = ANN) -> Message:
-    rig.deliver(mail)
+async def _answered(email_rig: EmailRig, smtp: SmtpSink, mail: bytes, sender: str = ANN) -> Message:
+    email_rig.deliver(mail)
     await eventually(lambda: smtp.to(sender))
-    [message] = await rig.inbound()
+    [message] = await email_rig.inbound()
     return message
 
 
 async def test_an_html_only_mail_is_read_as_text_and_answered(
-    rig: EmailRig, smtp: SmtpSink
+    email_rig: EmailRig, smtp: SmtpSink
 ) -> None:
     html = (
         "<html><head><style>p {color: red}</style><script>alert('x')</script></head><body>"
@@ -62,7 +44,7 @@ async def test_an_html_only_mail_is_read_as_text_and_answered(
         '<div class="gmail_quote">On Mon, Sales wrote:<blockquote>Old offer</blockquote></div>'
         "</body></html>"
     )
-    message = await _answered(rig, smtp, make_mail("", html=html))
+    message = await _answered(email_rig, smtp, make_mail("", html=html))
 
     assert "Hello, we need 12 seats & an API." in message.text
     assert "* CRM" in message.text and "* Email" in message.text
@@ -71,14 +53,16 @@ async def test_an_html_only_mail_is_read_as_text_and_answered(
     assert message.meta["email"]["html_only"] is True
 
 
-async def test_a_mis_declared_charset_is_read_correctly(rig: EmailRig, smtp: SmtpSink) -> None:
+async def test_a_mis_declared_charset_is_read_correctly(
+    email_rig: EmailRig, smtp: SmtpSink
+) -> None:
     latin1_declared_utf8 = (
         b"From: J\xfcrgen <juergen@prospect.test>\r\nTo: sales@crm.test\r\n"
         b"Subject: Gr\xfc\xdfe\r\nMessage-ID: <latin@prospect.test>\r\n"
         b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
         b"Gr\xfc\xdfe aus K\xf6ln, wir brauchen ein Angebot.\r\n"
     )
-    message = await _answered(rig, smtp, latin1_declared_utf8, "juergen@prospect.test")
+    message = await _answered(email_rig, smtp, latin1_declared_utf8, "juergen@prospect.test")
 
     assert "Grüße aus Köln, wir brauchen ein Angebot." in message.text
     reply = smtp.to("juergen@prospect.test")[0].message
@@ -86,14 +70,14 @@ async def test_a_mis_declared_charset_is_read_correctly(rig: EmailRig, smtp: Smt
 
 
 async def test_a_5_mb_attachment_is_recorded_and_never_opened(
-    rig: EmailRig, smtp: SmtpSink
+    email_rig: EmailRig, smtp: SmtpSink
 ) -> None:
     exe = b"MZ" + bytes(range(256)) * (5 * 1024 * 1024 // 256)
     mail = make_mail(
         "Our requirements are attached.",
         attachments=(("requirements.exe", "application/x-msdownload", exe),),
     )
-    message = await _answered(rig, smtp, mail)
+    message = await _answered(email_rig, smtp, mail)
 
     assert message.attachments == [
         {
@@ -104,11 +88,13 @@ async def test_a_5_mb_attachment_is_recorded_and_never_opened(
         }
     ]
     assert "Our requirements are attached." in message.text
-    [raw] = await rig.rows(RawEmail)
+    [raw] = await email_rig.rows(RawEmail)
     assert raw.size == len(mail) > 5 * 1024 * 1024
 
 
-async def test_a_malformed_mime_message_is_still_handled(rig: EmailRig, smtp: SmtpSink) -> None:
+async def test_a_malformed_mime_message_is_still_handled(
+    email_rig: EmailRig, smtp: SmtpSink
+) -> None:
     broken = (
         b"From: Ann Lee <ann@prospect.test>\r\nTo: sales@crm.test\r\n"
         b"Subject: =?utf-8?q?unterminated\r\nMessage-ID: <broken@prospect.test>\r\n"
@@ -118,7 +104,7 @@ async def test_a_malformed_mime_message_is_still_handled(rig: EmailRig, smtp: Sm
         b'--b1\r\nContent-Type: application/pdf; name="x.pdf"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0x!!\x00\r\n"  # never closed
     )
-    message = await _answered(rig, smtp, broken)
+    message = await _answered(email_rig, smtp, broken)
 
     assert message.text == "Subject: =?utf-8?q?unterminated\n\nHello, can we talk?"
     assert message.sent_at is None
@@ -141,7 +127,7 @@ async def test_a_restart_halfway_through_ten_unread_mails_answers_each_exactly_o
     first = EmailRig(database_url, dovecot_server, mail_user, smtp)
     if not known_mailbox:  # all ten are there before crmbot ever reads the mailbox
         first.deliver(*mails)
-    await first.start(echo())
+    await first.start(echo_model())
     assert first.service is not None
     handled = 0
     reader = first.service.reader
@@ -173,7 +159,7 @@ async def test_a_restart_halfway_through_ten_unread_mails_answers_each_exactly_o
     assert await _inbound_count(database_url) == 5
 
     second = EmailRig(database_url, dovecot_server, mail_user, smtp)
-    await second.start(echo())
+    await second.start(echo_model())
     try:
         await eventually(lambda: all(smtp.to(s) for s in senders))
         await asyncio.sleep(0.3)  # a duplicate would show up by now
@@ -205,48 +191,50 @@ async def test_a_changed_uidvalidity_does_not_answer_the_mailbox_again(
     database_url: str, dovecot_server: Dovecot, mail_user: MailUser, smtp: SmtpSink
 ) -> None:
     dovecot_server.create(mail_user, "Support")
-    rig = EmailRig(database_url, dovecot_server, mail_user, smtp, imap_mailbox="Support")
-    await rig.start(echo())
+    email_rig = EmailRig(database_url, dovecot_server, mail_user, smtp, imap_mailbox="Support")
+    await email_rig.start(echo_model())
     try:
         old = [make_mail(f"Old {n}", message_id=f"<old{n}@x>") for n in range(3)]
-        rig.deliver(*old)
+        email_rig.deliver(*old)
         await eventually(lambda: len(smtp.to(ANN)) == 1)  # one burst, one answer
-        await eventually(lambda: _cursor(rig, "last_uid", "3"))
-        before = await _cursor(rig, "uidvalidity")
+        await eventually(lambda: _cursor(email_rig, "last_uid", "3"))
+        before = await _cursor(email_rig, "uidvalidity")
 
         # The mailbox is rebuilt (a migration, a restore) and connections are dropped: a new
         # UIDVALIDITY, the same mail, plus one message that really is new.
         dovecot_server.recreate(mail_user, "Support")
-        rig.deliver(*old, make_mail("New one", message_id="<new@x>", sender="Bo <bo@b.test>"))
+        email_rig.deliver(*old, make_mail("New one", message_id="<new@x>", sender="Bo <bo@b.test>"))
         dovecot_server.kick(mail_user)
 
         await eventually(lambda: smtp.to("bo@b.test"))
-        await eventually(lambda: _cursor(rig, "last_uid", "4"))
-        assert await _cursor(rig, "uidvalidity") != before
+        await eventually(lambda: _cursor(email_rig, "last_uid", "4"))
+        assert await _cursor(email_rig, "uidvalidity") != before
         assert len(smtp.to(ANN)) == 1
-        assert sorted(m.text.split("\n\n")[-1] for m in await rig.inbound()) == [
+        assert sorted(m.text.split("\n\n")[-1] for m in await email_rig.inbound()) == [
             "New one",
             "Old 0",
             "Old 1",
             "Old 2",
         ]
     finally:
-        await rig.stop()
+        await email_rig.stop()
 
 
-async def _cursor(rig: EmailRig, name: str, expected: str | None = None) -> Any:
-    assert rig.app is not None and rig.service is not None
-    key = {"last_uid": rig.service.reader.last_uid_key}.get(name, rig.service.reader.validity_key)
-    async with rig.app.db.transaction() as session:
+async def _cursor(email_rig: EmailRig, name: str, expected: str | None = None) -> Any:
+    assert email_rig.app is not None and email_rig.service is not None
+    key = {"last_uid": email_rig.service.reader.last_uid_key}.get(
+        name, email_rig.service.reader.validity_key
+    )
+    async with email_rig.app.db.transaction() as session:
         value = await cursors.load(session, key)
     return value if expected is None else value == expected
 
 
 async def test_a_server_without_idle_is_polled(
-    rig: EmailRig, smtp: SmtpSink, dovecot_server: Dovecot, mail_user: MailUser
+    email_rig: EmailRig, smtp: SmtpSink, dovecot_server: Dovecot, mail_user: MailUser
 ) -> None:
     await asyncio.sleep(0.2)
-    rig.deliver(make_mail("Polled?"))
+    email_rig.deliver(make_mail("Polled?"))
 
     await eventually(lambda: smtp.to(ANN))
     log = dovecot_server.log.read_text().splitlines()
@@ -261,13 +249,13 @@ async def test_the_mailbox_is_read_over_implicit_tls(
     server = Dovecot(certificate=self_signed_certificate(tmp_path))
     server.start()
     try:
-        rig = EmailRig(database_url, server, server.new_user(), smtp, imap_tls="implicit")
-        await rig.start(echo())
+        email_rig = EmailRig(database_url, server, server.new_user(), smtp, imap_tls="implicit")
+        await email_rig.start(echo_model())
         try:
-            rig.deliver(make_mail("Over TLS"))
+            email_rig.deliver(make_mail("Over TLS"))
             await eventually(lambda: smtp.to(ANN))
         finally:
-            await rig.stop()
+            await email_rig.stop()
         assert "TLS" in server.log.read_text()
     finally:
         server.stop()
@@ -289,33 +277,33 @@ async def test_idle_is_renewed_and_mail_still_arrives(
         await idle(self, *args)
 
     monkeypatch.setattr(Connection, "idle", counted)
-    rig = EmailRig(database_url, dovecot_idle, idle_user, smtp, imap_idle_seconds=0.2)
-    await rig.start(echo())
+    email_rig = EmailRig(database_url, dovecot_idle, idle_user, smtp, imap_idle_seconds=0.2)
+    await email_rig.start(echo_model())
     try:
         await asyncio.sleep(0.7)
         assert idles >= 3  # renewed (DONE, then IDLE again) every 0.2 s
-        rig.deliver(make_mail("Still there?"))
+        email_rig.deliver(make_mail("Still there?"))
         await eventually(lambda: smtp.to(ANN))
     finally:
-        await rig.stop()
+        await email_rig.stop()
 
 
 async def test_a_dropped_connection_is_reopened_and_caught_up(
     database_url: str, dovecot_idle: Dovecot, idle_user: MailUser, smtp: SmtpSink
 ) -> None:
-    rig = EmailRig(database_url, dovecot_idle, idle_user, smtp)
-    await rig.start(echo())
+    email_rig = EmailRig(database_url, dovecot_idle, idle_user, smtp)
+    await email_rig.start(echo_model())
     try:
-        rig.deliver(make_mail("Before", message_id="<before@x>"))
+        email_rig.deliver(make_mail("Before", message_id="<before@x>"))
         await eventually(lambda: smtp.to(ANN))
         await asyncio.sleep(0.1)
         dovecot_idle.kick(idle_user)  # the server drops the connection, in IDLE
-        rig.deliver(make_mail("After the drop", message_id="<after@x>", sender="bo@b.test"))
+        email_rig.deliver(make_mail("After the drop", message_id="<after@x>", sender="bo@b.test"))
 
         await eventually(lambda: smtp.to("bo@b.test"))
         assert len(smtp.to(ANN)) == 1
     finally:
-        await rig.stop()
+        await email_rig.stop()
 
 
 async def test_one_worker_reads_the_mailbox(
@@ -323,8 +311,8 @@ async def test_one_worker_reads_the_mailbox(
 ) -> None:
     first = EmailRig(database_url, dovecot_server, mail_user, smtp, worker_id="w1")
     second = EmailRig(database_url, dovecot_server, mail_user, smtp, worker_id="w2")
-    await first.start(echo())
-    await second.start(echo())
+    await first.start(echo_model())
+    await second.start(echo_model())
     assert second.service is not None
     sessions = 0
 
@@ -353,15 +341,17 @@ async def test_a_refused_login_is_logged_and_retried_without_stopping_the_app(
     server = Dovecot()  # its own: Dovecot slows every login from an address that failed one
     server.start()
     try:
-        rig = EmailRig(database_url, server, server.new_user(), smtp, imap_password="wrong")
-        await rig.start(echo())
+        email_rig = EmailRig(database_url, server, server.new_user(), smtp, imap_password="wrong")
+        await email_rig.start(echo_model())
         try:
             await eventually(lambda: "IMAP_PASSWORD" in caplog.text)
             await asyncio.sleep(0.2)
-            assert rig.service is not None and rig.service.reader.failures >= 1  # backing off
-            assert rig._task is not None and not rig._task.done()
+            assert (
+                email_rig.service is not None and email_rig.service.reader.failures >= 1
+            )  # backing off
+            assert email_rig._task is not None and not email_rig._task.done()
             assert "wrong" not in caplog.text  # the password itself is never logged
         finally:
-            await rig.stop()
+            await email_rig.stop()
     finally:
         server.stop()

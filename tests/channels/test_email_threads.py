@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.store.models import Conversation, Message, RawEmail
-from tests.support.email_rig import EmailRig
+from tests.support.email_rig import EmailRig, echo_model
 from tests.support.mail_servers import OUR_ADDRESS, Dovecot, MailUser, SmtpSink, make_mail
 from tests.support.models import FunctionModel, turn
 from tests.support.telegram_rig import eventually
@@ -16,25 +16,10 @@ from tests.support.telegram_rig import eventually
 ANN = "ann@prospect.test"
 
 
-def echo() -> FunctionModel:
-    """Answers every inbound turn with what it was told."""
-    return FunctionModel(lambda request: turn(f"You wrote: {request.messages[-1]}"))
-
-
-@pytest.fixture
-async def rig(
-    database_url: str, dovecot_server: Dovecot, mail_user: MailUser, smtp: SmtpSink
-) -> AsyncIterator[EmailRig]:
-    running = EmailRig(database_url, dovecot_server, mail_user, smtp)
-    await running.start(echo())
-    try:
-        yield running
-    finally:
-        await running.stop()
-
-
-async def test_a_prospects_email_gets_a_reply_in_its_thread(rig: EmailRig, smtp: SmtpSink) -> None:
-    rig.deliver(
+async def test_a_prospects_email_gets_a_reply_in_its_thread(
+    email_rig: EmailRig, smtp: SmtpSink
+) -> None:
+    email_rig.deliver(
         make_mail(
             "Hi, what does it cost for 12 people?\n\nThanks,\nAnn\n-- \nAnn Lee · Prospect Inc",
             message_id="<first@prospect.test>",
@@ -61,29 +46,29 @@ async def test_a_prospects_email_gets_a_reply_in_its_thread(rig: EmailRig, smtp:
     assert "what does it cost for 12 people?" in plain
     assert "Ann Lee · Prospect Inc" not in plain  # the signature was not part of the message
     assert "<p>" in html and "<script" not in html
-    [stored] = await rig.inbound()
+    [stored] = await email_rig.inbound()
     assert stored.text == "Hi, what does it cost for 12 people?"  # a reply: no subject line
     assert stored.meta["email"]["message_id"] == "<first@prospect.test>"
-    [item] = await rig.outbox()
+    [item] = await email_rig.outbox()
     assert item.status == "sent" and item.external_id == reply["Message-ID"]
-    [raw] = await rig.rows(RawEmail)
+    [raw] = await email_rig.rows(RawEmail)
     assert raw.message_id == stored.id and b"first@prospect.test" in raw.raw
-    assert rig.dovecot.seen(rig.user) == 1
+    assert email_rig.dovecot.seen(email_rig.user) == 1
 
 
 async def test_html_in_the_text_is_escaped_in_the_html_alternative(
     database_url: str, dovecot_server: Dovecot, mail_user: MailUser, smtp: SmtpSink
 ) -> None:
-    rig = EmailRig(database_url, dovecot_server, mail_user, smtp)
-    await rig.start(FunctionModel(lambda request: turn('Use <b>bold</b> & "quotes"\n\nBye')))
+    email_rig = EmailRig(database_url, dovecot_server, mail_user, smtp)
+    await email_rig.start(FunctionModel(lambda request: turn('Use <b>bold</b> & "quotes"\n\nBye')))
     try:
-        rig.deliver(make_mail("hello"))
+        email_rig.deliver(make_mail("hello"))
         [reply] = await eventually(lambda: smtp.to(ANN))
         html = reply.body("html")
         assert "&lt;b&gt;bold&lt;/b&gt; &amp; &quot;quotes&quot;" in html
         assert html.count("<p>") == 2
     finally:
-        await rig.stop()
+        await email_rig.stop()
 
 
 @pytest.fixture
@@ -91,7 +76,7 @@ async def idle_rig(
     database_url: str, dovecot_idle: Dovecot, idle_user: MailUser, smtp: SmtpSink
 ) -> AsyncIterator[EmailRig]:
     running = EmailRig(database_url, dovecot_idle, idle_user, smtp)
-    await running.start(echo())
+    await running.start(echo_model())
     try:
         yield running
     finally:
@@ -101,14 +86,14 @@ async def idle_rig(
 async def test_a_three_exchange_thread_stays_one_conversation(
     idle_rig: EmailRig, smtp: SmtpSink
 ) -> None:
-    rig = idle_rig  # new mail announced by IDLE, as most servers do
+    email_rig = idle_rig  # new mail announced by IDLE, as most servers do
     first_id = "<t1@prospect.test>"
-    rig.deliver(make_mail("We are 12 people. Pricing?", message_id=first_id))
+    email_rig.deliver(make_mail("We are 12 people. Pricing?", message_id=first_id))
     [ours1] = await eventually(lambda: smtp.to(ANN))
     our_id1 = ours1.message["Message-ID"]
 
     quoted = "\n".join(f"> {line}" for line in ours1.body().splitlines())
-    rig.deliver(
+    email_rig.deliver(
         make_mail(
             f"Thanks! Do you offer a trial?\n\nOn Mon, 3 Mar 2025, Acme Sales <{OUR_ADDRESS}>"
             f" wrote:\n{quoted}\n",
@@ -120,7 +105,7 @@ async def test_a_three_exchange_thread_stays_one_conversation(
     )
     await eventually(lambda: len(smtp.to(ANN)) == 2)
     our_id2 = smtp.to(ANN)[1].message["Message-ID"]
-    rig.deliver(
+    email_rig.deliver(
         make_mail(
             "Great, sign us up.",
             subject="Re: Pricing question",
@@ -131,9 +116,9 @@ async def test_a_three_exchange_thread_stays_one_conversation(
     )
     await eventually(lambda: len(smtp.to(ANN)) == 3)
 
-    conversations = await rig.rows(Conversation)
+    conversations = await email_rig.rows(Conversation)
     assert len(conversations) == 1
-    inbound = await rig.inbound()
+    inbound = await email_rig.inbound()
     assert [m.conversation_id for m in inbound] == [conversations[0].id] * 3
     assert inbound[0].text == "Subject: Pricing question\n\nWe are 12 people. Pricing?"
     assert inbound[1].text == "Thanks! Do you offer a trial?"  # the quoted history is cut
@@ -147,5 +132,5 @@ async def test_a_three_exchange_thread_stays_one_conversation(
         our_id2,
         "<t3@prospect.test>",
     ]
-    ours = await rig.rows(Message, Message.direction == "out")
+    ours = await email_rig.rows(Message, Message.direction == "out")
     assert len({m.conversation_id for m in ours}) == 1

@@ -21,9 +21,15 @@ from channels.telegram.service import TelegramService
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.harness import RecordingChannel
 from tests.support.mail_servers import OUR_ADDRESS, Dovecot, MailUser, SmtpSink
+from tests.support.models import FunctionModel, turn
 from tests.support.telegram_rig import ALWAYS_OPEN, STAFF_CHAT
 
 FAST_RETRY = RetryPolicy(initial=0.05, maximum=0.3, max_attempts=40)
+
+
+def echo_model() -> FunctionModel:
+    """Answers every inbound turn with what it was told."""
+    return FunctionModel(lambda request: turn(f"You wrote: {request.messages[-1]}"))
 
 
 class EmailRig:
