@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.delivery import RetryPolicy
 from bot.store import cursors
 from bot.store.db import Database
+from bot.store.leases import Lease
 from bot.store.types import utcnow
 from channels.email.intake import FetchedMail, NotSentYet
 
@@ -248,33 +249,28 @@ class MailboxReader:
         self.validity_key, self.last_uid_key = f"{key}:uidvalidity", f"{key}:last_uid"
         self.synced_key, self.lease_key = f"{key}:synced_at", f"{key}:poller"
         self.failures = 0
-        self._renewed_at = 0.0
+        self.lease = Lease(db, self.lease_key, worker_id, lease_seconds)
 
     async def run(self) -> None:
         """Read until cancelled; connection trouble is retried with backoff, never raised."""
+        await self.lease.run(self._read)
+
+    async def _read(self) -> None:
         try:
-            while True:
-                if not await self._hold_lease():
-                    await asyncio.sleep(self.lease_seconds / 3)
-                    continue
-                try:
-                    await self._session()
-                except LeaseLost:
-                    log.info("mailbox %s: another worker reads it now", self.config.address)
-                except Exception as error:  # a reader that stopped would stop the whole app
-                    self.failures += 1
-                    delay = self.backoff.delay(self.failures)
-                    log.warning(
-                        "mailbox %s: %s: %s; reconnecting in %.1fs",
-                        self.config.address,
-                        type(error).__name__,
-                        error,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-        finally:
-            async with self.db.transaction() as session:
-                await cursors.release(session, self.lease_key, self.worker_id)
+            await self._session()
+        except LeaseLost:
+            log.info("mailbox %s: another worker reads it now", self.config.address)
+        except Exception as error:  # a reader that stopped would stop the whole app
+            self.failures += 1
+            delay = self.backoff.delay(self.failures)
+            log.warning(
+                "mailbox %s: %s: %s; reconnecting in %.1fs",
+                self.config.address,
+                type(error).__name__,
+                error,
+                delay,
+            )
+            await asyncio.sleep(delay)
 
     async def _session(self) -> None:
         connection = Connection(self.config)
@@ -296,18 +292,8 @@ class MailboxReader:
         finally:
             await connection.close()
 
-    async def _hold_lease(self) -> bool:
-        async with self.db.transaction() as session:
-            held = await cursors.try_hold(
-                session, self.lease_key, self.worker_id, self.lease_seconds
-            )
-        self._renewed_at = asyncio.get_running_loop().time()
-        return held
-
     async def _keep_lease(self) -> None:
-        if asyncio.get_running_loop().time() - self._renewed_at < self.lease_seconds / 3:
-            return
-        if not await self._hold_lease():
+        if not await self.lease.renew_if_due():
             raise LeaseLost()
 
     async def _load(self, key: str) -> str | None:

@@ -22,9 +22,11 @@ from telegram.error import RetryAfter, TelegramError
 from telegram.ext import Application
 
 from bot.audit import AuditLog
+from bot.delivery import RetryPolicy
 from bot.store import cursors
 from bot.store.db import Database
 from bot.store.inbox import InboundMessage, record_inbound_batch
+from bot.store.leases import Lease
 from channels.telegram.normalize import inbound_from_update
 from channels.telegram.sending import retry_seconds
 
@@ -96,17 +98,11 @@ class Poller:
             lease_seconds,
         )
         self.failures = 0
+        self.lease = Lease(db, POLLER_LEASE, worker_id, lease_seconds)
+        self.backoff = RetryPolicy(initial=2.0, maximum=60.0)
 
     async def run(self) -> None:
-        try:
-            while True:
-                if not await self._hold_lease():
-                    await asyncio.sleep(self.lease_seconds / 3)
-                    continue
-                await self._poll_with_backoff()
-        finally:
-            async with self.db.transaction() as session:
-                await cursors.release(session, POLLER_LEASE, self.worker_id)
+        await self.lease.run(self._poll_with_backoff)
 
     async def _poll_with_backoff(self) -> None:
         try:
@@ -116,13 +112,9 @@ class Poller:
             await asyncio.sleep(retry_seconds(error))
         except (TelegramError, OSError) as error:
             self.failures += 1
-            delay = min(2**self.failures, 60)
-            log.warning("getUpdates failed (%s); retrying in %ss", error, delay)
+            delay = self.backoff.delay(self.failures)
+            log.warning("getUpdates failed (%s); retrying in %.1fs", error, delay)
             await asyncio.sleep(delay)
-
-    async def _hold_lease(self) -> bool:
-        async with self.db.transaction() as session:
-            return await cursors.try_hold(session, POLLER_LEASE, self.worker_id, self.lease_seconds)
 
     async def last_update_id(self) -> int | None:
         async with self.db.transaction() as session:
