@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agents.tools.base import ToolRefused
-from agents.tools.messaging import recipient_for
 from bot.audit import AuditLog
 from bot.hours import BusinessHours
 from bot.staff import notify_staff, summary_text
 from bot.store import outbox
+from bot.store.contacts import address_on
 from bot.store.conversations import get_conversation
 from bot.store.models import Handoff
 from bot.store.types import utcnow
@@ -63,10 +62,7 @@ async def hand_off(
     session.add(handoff)
     await session.flush()
     if tell_customer:
-        try:
-            recipient = await recipient_for(session, conversation.contact_id, conversation.channel)
-        except ToolRefused:
-            recipient = None
+        recipient = await address_on(session, conversation.contact_id, conversation.channel)
         if recipient is not None:
             await outbox.enqueue(
                 session,

@@ -16,11 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agents.router import open_deal
 from bot.audit import AuditLog
 from bot.store import outbox
-from bot.store.contacts import get_contact
+from bot.store.contacts import address_on, get_contact
 from bot.store.conversations import get_conversation
 from bot.store.inbox import recent_messages
 from bot.store.models import (
-    ChannelIdentity,
     Contact,
     Conversation,
     Deal,
@@ -159,17 +158,7 @@ async def reply_to_customer(
     conversation = await latest_conversation(session, contact_id)
     if conversation is None:
         return "no conversation with this contact"
-    address = (
-        await session.execute(
-            select(ChannelIdentity.address)
-            .where(
-                ChannelIdentity.contact_id == contact_id,
-                ChannelIdentity.channel == conversation.channel,
-            )
-            .order_by(ChannelIdentity.id.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+    address = await address_on(session, contact_id, conversation.channel)
     if address is None:
         return f"the contact has no {conversation.channel} address"
     if conversation.state == "bot":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 from pydantic import Field
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.guardrails import promises_handoff
@@ -14,7 +13,8 @@ from agents.tools.base import HandoffRequest, ToolArgs, ToolOutcome, ToolRefused
 from agents.tools.context import ToolContext
 from bot.errors import GuardrailTripped
 from bot.store import outbox
-from bot.store.models import ChannelIdentity, Contact
+from bot.store.contacts import address_on
+from bot.store.models import Contact
 
 MAX_MESSAGES_PER_RUN = 3
 
@@ -27,14 +27,8 @@ class SendMessageArgs(ToolArgs):
 
 
 async def recipient_for(session: AsyncSession, contact_id: int, channel: str) -> str:
-    """The contact's address on `channel` (the newest identity if there are several)."""
-    query = (
-        select(ChannelIdentity.address)
-        .where(ChannelIdentity.contact_id == contact_id, ChannelIdentity.channel == channel)
-        .order_by(ChannelIdentity.id.desc())
-        .limit(1)
-    )
-    address = (await session.execute(query)).scalar_one_or_none()
+    """The contact's address on `channel`; refused for the model if there is none."""
+    address = await address_on(session, contact_id, channel)
     if address is None:
         raise ToolRefused("unreachable", f"the contact has no {channel} address")
     return address

@@ -39,6 +39,17 @@ async def find_by_identity(session: AsyncSession, channel: str, address: str) ->
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def address_on(session: AsyncSession, contact_id: int, channel: str) -> str | None:
+    """The contact's address on `channel` (the newest identity if there are several)."""
+    query = (
+        select(ChannelIdentity.address)
+        .where(ChannelIdentity.contact_id == contact_id, ChannelIdentity.channel == channel)
+        .order_by(ChannelIdentity.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
 async def resolve_contact(session: AsyncSession, identity: Identity) -> Contact:
     """The contact behind `identity`; a new one (and its identity row) if never seen."""
     contact = await find_by_identity(session, identity.channel, identity.address)

@@ -12,11 +12,10 @@ from telegram.constants import ChatAction
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from agents.tools.base import ToolRefused
-from agents.tools.messaging import recipient_for
 from bot.admin import AdminCommands
 from bot.app import App
 from bot.settings import Settings
+from bot.store.contacts import address_on
 from bot.store.conversations import get_conversation
 from channels.telegram.handlers import COMMANDS, TelegramHandlers
 from channels.telegram.ingest import ALLOWED_UPDATES, Poller, UpdateIntake, WebhookServer
@@ -125,14 +124,11 @@ class TelegramService:
         """Show "typing" in the customer's chat while a run works on their conversation."""
         async with self.app.db.transaction() as session:
             conversation = await get_conversation(session, conversation_id)
-            try:
-                chat = (
-                    await recipient_for(session, conversation.contact_id, CHANNEL)
-                    if conversation.channel == CHANNEL
-                    else None
-                )
-            except ToolRefused:
-                chat = None
+            chat = (
+                await address_on(session, conversation.contact_id, CHANNEL)
+                if conversation.channel == CHANNEL
+                else None
+            )
         if chat is None:
             yield
             return
