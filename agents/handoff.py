@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.audit import AuditLog
@@ -33,12 +31,6 @@ def customer_notice(hours: BusinessHours | None) -> str:
     return AFTER_HOURS_NOTICE.format(opening=hours.describe_next_opening(now))
 
 
-@dataclass(frozen=True, slots=True)
-class HandoffResult:
-    handoff: Handoff | None
-    """None when the conversation was already with people."""
-
-
 async def hand_off(
     session: AsyncSession,
     audit: AuditLog,
@@ -50,11 +42,14 @@ async def hand_off(
     actor: str,
     tell_customer: bool = True,
     hours: BusinessHours | None = None,
-) -> HandoffResult:
-    """Move the conversation to `handed_off`, record why, tell staff and the customer once."""
+) -> Handoff | None:
+    """Move the conversation to `handed_off`, record why, tell staff and the customer once.
+
+    Returns the handoff, or None when the conversation was already with people.
+    """
     conversation = await get_conversation(session, conversation_id)
     if conversation.state == "handed_off":
-        return HandoffResult(None)
+        return None
     conversation.state = "handed_off"
     handoff = Handoff(
         conversation_id=conversation_id, run_id=run_id, reason=reason, summary=summary
@@ -92,4 +87,4 @@ async def hand_off(
         run_id=run_id,
         conversation_id=conversation_id,
     )
-    return HandoffResult(handoff)
+    return handoff

@@ -13,7 +13,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents import catalog
 from agents.definition import AgentDefinition, parse_definition
@@ -24,7 +23,7 @@ from bot.errors import ConfigurationError
 from bot.store.contacts import Identity, find_contact, resolve_contact
 from bot.store.conversations import open_conversation
 from bot.store.db import Database
-from bot.store.models import AgentRun
+from bot.store.models import AgentDefinitionRow, AgentRun
 
 USAGE = {
     "list": "/agent list",
@@ -203,7 +202,7 @@ class AdminCommands:
             name,
         )
         async with self.db.transaction() as session:
-            if await _exists(session, name):
+            if await session.get(AgentDefinitionRow, name) is not None:
                 return f"Not done: an agent named {name} already exists."
             await catalog.save(session, definition)
             await catalog.set_enabled(session, name, False)
@@ -284,11 +283,3 @@ class AdminCommands:
         async with self.db.transaction() as session:
             trace = await render_run(session, run.run_id)
         return f"Dry run of {name} (nothing was sent): {outcome.status}\n\n{trace}"
-
-
-async def _exists(session: AsyncSession, name: str) -> bool:
-    try:
-        await catalog.get(session, name)
-    except ConfigurationError:
-        return False
-    return True
