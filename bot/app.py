@@ -23,6 +23,7 @@ from bot.dispatcher import Dispatcher
 from bot.redact import Redactor
 from bot.settings import Settings
 from bot.store.db import Database
+from bot.store.leases import Heartbeat
 from channels.base import Channel
 
 log = logging.getLogger("bot.app")
@@ -42,11 +43,12 @@ class App:
             self.db,
             self.engine,
             worker_id=settings.worker_id,
-            lease_seconds=max(settings.lease_seconds, settings.run_timeout_seconds * 2),
+            lease_seconds=settings.lease_seconds,
             quiet_seconds=settings.coalesce_seconds if quiet_seconds is None else quiet_seconds,
             after_run=self.wake_outbox,
             activity=self.activity,
         )
+        self.heartbeat = Heartbeat(self.db, settings.worker_id, settings.lease_seconds)
         self.outbox_workers: dict[str, OutboxWorker] = {}
         self.activity_signals: list[Callable[[int], AbstractAsyncContextManager[None]]] = []
 
@@ -100,6 +102,7 @@ async def serve(app: App, channel_tasks: list[Coroutine[Any, Any, None]]) -> Non
             loop.add_signal_handler(signum, stop.set)
     channels = [asyncio.create_task(coro) for coro in channel_tasks]
     sweeper = asyncio.create_task(app.dispatcher.run_sweeper(), name="sweeper")
+    heartbeat = asyncio.create_task(app.heartbeat.run_forever(), name="lease-heartbeat")
     deliveries = [
         asyncio.create_task(w.run_forever(), name=f"outbox-{name}")
         for name, w in app.outbox_workers.items()
@@ -122,6 +125,8 @@ async def serve(app: App, channel_tasks: list[Coroutine[Any, Any, None]]) -> Non
         for worker in app.outbox_workers.values():
             worker.stop()
         await asyncio.gather(sweeper, *deliveries, return_exceptions=True)
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)

@@ -18,11 +18,15 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 from agents.engine import Engine
-from bot.store.conversations import release_lease, try_lease
+from bot.store import leases
 from bot.store.db import Database
 from bot.store.inbox import conversations_with_pending, pending_messages
 
 log = logging.getLogger("bot.dispatcher")
+
+
+def lease_name(conversation_id: int) -> str:
+    return f"conversation:{conversation_id}"
 
 
 class Dispatcher:
@@ -84,7 +88,9 @@ class Dispatcher:
 
     async def _run_leased(self, conversation_id: int) -> None:
         async with self.db.transaction() as session:
-            leased = await try_lease(session, conversation_id, self.worker_id, self.lease_seconds)
+            leased = await leases.try_acquire(
+                session, lease_name(conversation_id), self.worker_id, self.lease_seconds
+            )
         if not leased:
             log.debug("conversation %s is leased by another worker", conversation_id)
             return
@@ -99,7 +105,7 @@ class Dispatcher:
                 self._after_run()
         finally:
             async with self.db.transaction() as session:
-                await release_lease(session, conversation_id, self.worker_id)
+                await leases.release(session, lease_name(conversation_id), self.worker_id)
 
     async def sweep_once(self) -> int:
         """Notify every conversation that has unanswered messages and no driver here."""

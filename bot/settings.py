@@ -77,7 +77,10 @@ class Settings(BaseSettings):
     run_timeout_seconds: float = Field(120.0, gt=0, description="Wall-clock cap of one agent run")
     worker_id: str = Field(default_factory=_default_worker_id)
     lease_seconds: float = Field(
-        300.0, gt=0, description="How long a worker holds a conversation before others may take it"
+        15.0,
+        ge=3,
+        le=600,
+        description="A dead worker's conversations and jobs are taken over within this time",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -33,21 +33,24 @@ STAFF_CHANNEL = "staff"
 LAST_MESSAGES = 6
 
 
-def staff_recipient(contact_id: int) -> str:
-    return f"contact:{contact_id}"
+def staff_recipient(contact_id: int | None) -> str:
+    return f"contact:{contact_id}" if contact_id is not None else "group"
 
 
 async def notify_staff(
     session: AsyncSession,
     *,
     key: str,
-    conversation_id: int,
-    contact_id: int,
+    conversation_id: int | None,
+    contact_id: int | None,
     text: str,
     kind: str,
     meta: dict[str, Any] | None = None,
 ) -> OutboxItem:
-    """Queue a post about the contact for staff (summary, copy, confirmation, alert)."""
+    """Queue a post about the contact for staff (summary, copy, confirmation, alert).
+
+    With no contact the post goes to the staff group itself (alerts about the bot).
+    """
     item, _ = await outbox.enqueue(
         session,
         key=key,

@@ -1,10 +1,8 @@
-"""Conversations: opening them, their state, and the lease that gives one worker a turn."""
+"""Conversations: opening them and their state."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,34 +56,4 @@ async def set_state(session: AsyncSession, conversation_id: int, state: str) -> 
         update(Conversation)
         .where(Conversation.id == conversation_id)
         .values(state=state, updated_at=utcnow())
-    )
-
-
-async def try_lease(
-    session: AsyncSession, conversation_id: int, owner: str, seconds: float
-) -> bool:
-    """Take (or extend) the conversation's lease; False if another worker holds it."""
-    now = utcnow()
-    result = await session.execute(
-        update(Conversation)
-        .where(
-            Conversation.id == conversation_id,
-            or_(
-                Conversation.lease_until.is_(None),
-                Conversation.lease_until < now,
-                Conversation.lease_owner == owner,
-            ),
-        )
-        .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-
-async def release_lease(session: AsyncSession, conversation_id: int, owner: str) -> None:
-    await session.execute(
-        update(Conversation)
-        .where(Conversation.id == conversation_id, Conversation.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
-        .execution_options(synchronize_session=False)
     )

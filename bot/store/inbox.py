@@ -9,14 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Insert, TextClause
 
 from bot.store.contacts import Identity, resolve_contact, resolve_contacts
 from bot.store.conversations import open_conversation
-from bot.store.models import Base, Contact, Conversation, Message
+from bot.store.dialect import insert_ignoring_conflicts
+from bot.store.models import Contact, Conversation, Message
 from bot.store.types import utcnow
 
 log = logging.getLogger("bot.store")
@@ -195,7 +194,7 @@ async def _start_conversations(
     ]
     # SQLite accepts the partial index as the conflict target only with its condition as written.
     open_only = text("state != 'closed'")
-    statement = _insert_ignoring_conflicts(
+    statement = insert_ignoring_conflicts(
         session, Conversation, ["contact_id", "channel"], open_only
     ).returning(Conversation.contact_id, Conversation.channel, Conversation.id)
     result = await session.execute(statement, rows)
@@ -228,7 +227,7 @@ async def _insert_messages(
     ]
     # Rows are numbered in VALUES order, so ids follow input order; RETURNING's order is not
     # promised, hence matching by channel id.
-    statement = _insert_ignoring_conflicts(session, Message, ["channel", "external_id"]).returning(
+    statement = insert_ignoring_conflicts(session, Message, ["channel", "external_id"]).returning(
         Message.channel, Message.external_id, Message.id
     )
     ids = {
@@ -240,26 +239,6 @@ async def _insert_messages(
         for inbound, contact_id, conversation_id in placed
         if _key(inbound) in ids
     ]
-
-
-def _insert_ignoring_conflicts(
-    session: AsyncSession,
-    model: type[Base],
-    conflict_columns: list[str],
-    index_where: TextClause | None = None,
-) -> Insert:
-    """INSERT ... ON CONFLICT (columns) DO NOTHING on this session's database.
-
-    SQLite and PostgreSQL spell it alike, but SQLAlchemy builds it only from each dialect's own
-    `insert`; this is the one place that chooses.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing(
-            index_elements=conflict_columns, index_where=index_where
-        )
-    return sqlite.insert(model).on_conflict_do_nothing(
-        index_elements=conflict_columns, index_where=index_where
-    )
 
 
 async def pending_messages(session: AsyncSession, conversation_id: int) -> list[Message]:

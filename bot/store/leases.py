@@ -1,16 +1,90 @@
-"""One worker at a time for a job that must not run twice (a Telegram poller, a mailbox reader).
+"""Leases: one worker at a time for a conversation or a single-worker job, in any process.
 
-The lease lives in `channel_cursors` and expires unless renewed, so a crashed worker's job is
-taken over; a clean stop releases it so the next worker need not wait it out.
+One mechanism for every kind of turn: a row in `leases` named for what it guards
+(`conversation:42`, `telegram:poller`, `email:bot@example.com:poller`). A lease is taken with
+one upsert that succeeds only when the row is free, expired or already ours. The holder's
+`Heartbeat` pushes the expiry of all its leases forward in one statement every third of
+`LEASE_SECONDS`; when a worker dies its heartbeats stop and its leases lapse within
+`LEASE_SECONDS`, so a successor never waits out a long lease. A clean stop releases them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
-from bot.store import cursors
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.store.db import Database
+from bot.store.dialect import dialect_insert
+from bot.store.models import Lease as LeaseRow
+from bot.store.types import utcnow
+
+log = logging.getLogger("bot.store")
+
+
+async def try_acquire(session: AsyncSession, name: str, owner: str, seconds: float) -> bool:
+    """Take (or extend) the lease `name` for `seconds`; False while another worker holds it."""
+    now = utcnow()
+    expires = now + timedelta(seconds=seconds)
+    insert = dialect_insert(session, LeaseRow).values(
+        name=name, owner=owner, expires_at=expires, acquired_at=now
+    )
+    table = LeaseRow.__table__.c
+    statement = insert.on_conflict_do_update(
+        index_elements=["name"],
+        set_={
+            "owner": owner,
+            "expires_at": expires,
+            "acquired_at": insert.excluded.acquired_at,
+        },
+        where=or_(table.owner == owner, table.expires_at < now),
+    ).returning(table.name)
+    return (await session.execute(statement)).first() is not None
+
+
+async def release(session: AsyncSession, name: str, owner: str) -> None:
+    """Give up `name` if `owner` holds it, so the next worker need not wait it out."""
+    await session.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.owner == owner))
+
+
+async def renew_all(session: AsyncSession, owner: str, seconds: float) -> int:
+    """Push the expiry of every lease `owner` holds forward; returns how many it holds."""
+    result = await session.execute(
+        update(LeaseRow)
+        .where(LeaseRow.owner == owner, LeaseRow.expires_at >= utcnow())
+        .values(expires_at=utcnow() + timedelta(seconds=seconds))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def holder(session: AsyncSession, name: str) -> str | None:
+    """Who holds `name` now, if anyone."""
+    query = select(LeaseRow.owner).where(LeaseRow.name == name, LeaseRow.expires_at >= utcnow())
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+class Heartbeat:
+    """Keeps every lease of this worker alive while the process is."""
+
+    def __init__(self, db: Database, owner: str, seconds: float) -> None:
+        self.db, self.owner, self.seconds = db, owner, seconds
+
+    async def beat(self) -> int:
+        async with self.db.transaction() as session:
+            return await renew_all(session, self.owner, self.seconds)
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.seconds / 3)
+            try:
+                await self.beat()
+            except Exception:
+                log.exception("lease heartbeat failed; retrying")
 
 
 class Lease:
@@ -23,7 +97,7 @@ class Lease:
     async def hold(self) -> bool:
         """Take or renew the lease; False while another worker holds it."""
         async with self.db.transaction() as session:
-            held = await cursors.try_hold(session, self.key, self.owner, self.seconds)
+            held = await try_acquire(session, self.key, self.owner, self.seconds)
         self._renewed_at = asyncio.get_running_loop().time()
         return held
 
@@ -35,7 +109,7 @@ class Lease:
 
     async def release(self) -> None:
         async with self.db.transaction() as session:
-            await cursors.release(session, self.key, self.owner)
+            await release(session, self.key, self.owner)
 
     async def run(self, step: Callable[[], Awaitable[None]]) -> None:
         """Repeat `step` while this worker holds the lease; wait while another does; release

@@ -90,7 +90,7 @@ class ChannelIdentity(Base):
 class Conversation(Base):
     """One contact on one channel. Only one conversation per (contact, channel) is open.
 
-    `lease_owner`/`lease_until` make sure one worker, in any process, runs it at a time.
+    A lease named `conversation:ID` (table `leases`) gives one worker, in any process, a turn.
     """
 
     __tablename__ = "conversations"
@@ -110,8 +110,6 @@ class Conversation(Base):
     state: Mapped[str] = mapped_column(String(20), default="bot")  # bot | handed_off | closed
     current_agent: Mapped[str | None] = mapped_column(String(80))
     subject: Mapped[str | None] = mapped_column(String(500))
-    lease_owner: Mapped[str | None] = mapped_column(String(200))
-    lease_until: Mapped[datetime | None] = mapped_column()
     last_message_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -258,8 +256,11 @@ class OutboxItem(Base):
     __table_args__ = (Index("ix_outbox_due", "channel", "status", "next_attempt_at"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
-    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    """None for a post about no conversation (an admin's reply, an alert to the staff group)."""
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(20))
     recipient: Mapped[str] = mapped_column(String(320))
     author: Mapped[str] = mapped_column(String(20), default="agent")
@@ -367,3 +368,56 @@ class RawEmail(Base):
     size: Mapped[int] = mapped_column(Integer)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Lease(Base):
+    """A named turn that one worker holds at a time (a conversation, the Telegram poller).
+
+    The holder's heartbeat pushes `expires_at` forward every few seconds; once heartbeats stop
+    (the worker died) the lease lapses within `LEASE_SECONDS` and another worker takes it.
+    """
+
+    __tablename__ = "leases"
+    __table_args__ = (Index("ix_leases_owner", "owner"),)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column()
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HandledUpdate(Base):
+    """A channel update (Telegram `update_id`, an event id) that has been applied once.
+
+    Written in the same transaction as the update's effects, so a replayed update finds its
+    key and is skipped: exactly once, whatever the update's kind.
+    """
+
+    __tablename__ = "handled_updates"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    handled_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeadLetter(Base):
+    """Input that could not be parsed or stored, kept whole with the error, so nothing is lost.
+
+    The channel's cursor moves past it; `crmbot deadletters retry ID` feeds it in again.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_status", "status", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(40))
+    """telegram | email"""
+    kind: Mapped[str] = mapped_column(String(60))
+    """What failed, e.g. update_unparsable, update_unstorable, email_unparsable."""
+    ref: Mapped[str | None] = mapped_column(String(300))
+    """Where it came from: the update id, or mailbox and UID."""
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 of source and payload: the same input is kept once, however often it is seen."""
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    error: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="new")
+    """new | retried (stored on retry) | failed_again"""
+    seen: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retried_at: Mapped[datetime | None] = mapped_column()

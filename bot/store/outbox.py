@@ -23,8 +23,8 @@ async def enqueue(
     session: AsyncSession,
     *,
     key: str,
-    conversation_id: int,
-    contact_id: int,
+    conversation_id: int | None,
+    contact_id: int | None,
     channel: str,
     recipient: str,
     text: str,
@@ -44,6 +44,8 @@ async def enqueue(
         return existing, False
     message = None
     if to_contact:
+        if conversation_id is None or contact_id is None:
+            raise ValueError("a message to a contact belongs to a conversation")
         message = Message(
             conversation_id=conversation_id,
             contact_id=contact_id,

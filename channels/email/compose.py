@@ -73,8 +73,10 @@ def is_message_id_of(item: OutboxItem, message_id: str) -> bool:
     return message_id.startswith(f"<outbox-{item.id}-{_digest(item)}@")
 
 
-async def thread_of(session: AsyncSession, conversation_id: int) -> Thread:
+async def thread_of(session: AsyncSession, conversation_id: int | None) -> Thread:
     """The thread of the conversation's latest answerable email from the contact."""
+    if conversation_id is None:  # a first email about no conversation (e.g. an approved draft)
+        return Thread("", None, (), "")
     query = (
         select(Message)
         .where(

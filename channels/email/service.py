@@ -78,6 +78,7 @@ class EmailService:
             self.intake.handle,
             app.dispatcher.notify,
             worker_id=settings.worker_id,
+            lease_seconds=settings.lease_seconds,
         )
 
     async def start(self) -> None:

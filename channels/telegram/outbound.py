@@ -76,7 +76,7 @@ class StaffChannel(Channel):
             try:
                 message_id = await self._post(item, thread_id)
             except BadRequest as error:
-                if thread_id is None or not is_missing_thread(error):
+                if thread_id is None or item.contact_id is None or not is_missing_thread(error):
                     raise
                 log.info(
                     "staff topic %s of contact %s is gone; recreating", thread_id, item.contact_id
@@ -106,7 +106,9 @@ class StaffChannel(Channel):
         )
         return sent.message_id
 
-    async def _thread(self, contact_id: int) -> int | None:
+    async def _thread(self, contact_id: int | None) -> int | None:
+        if contact_id is None:
+            return None  # about no contact: the group's general thread
         async with self.db.transaction() as session:
             thread = await session.get(StaffThread, contact_id)
             if thread is not None and thread.chat_id == self.chat_id:
@@ -134,6 +136,8 @@ class StaffChannel(Channel):
             await session.execute(delete(StaffThread).where(StaffThread.contact_id == contact_id))
 
     async def _remember_post(self, item: OutboxItem, message_id: int) -> None:
+        if item.contact_id is None:
+            return  # replies to a post about no contact route nowhere
         async with self.db.transaction() as session:
             await session.merge(
                 StaffPost(

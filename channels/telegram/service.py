@@ -109,6 +109,7 @@ class TelegramService:
             self.app.db,
             worker_id=self.settings.worker_id,
             poll_timeout=POLL_TIMEOUT,
+            lease_seconds=self.settings.lease_seconds,
         )
         await poller.run()
 
