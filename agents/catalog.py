@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.definition import (
+    TEMPLATES_DIR,
     AgentDefinition,
     load_definition_file,
     parse_definition,
     update_field,
 )
 from bot.errors import ConfigurationError, NotFoundError
+from bot.store.db import Database
 from bot.store.models import AgentDefinitionRow
 from bot.store.types import utcnow
 
@@ -107,3 +110,19 @@ async def set_field(session: AsyncSession, name: str, field: str, value: Any) ->
     stored = await get(session, name)
     changed, _ = await save(session, update_field(stored.definition, field, value))
     return changed
+
+
+async def seed_if_empty(db: Database) -> bool:
+    """Store the shipped agents if the catalog has none; True if it did.
+
+    Workers starting at once may race: the one whose insert loses finds them stored.
+    """
+    async with db.transaction() as session:
+        if await list_all(session):
+            return False
+    try:
+        async with db.transaction() as session:
+            await import_paths(session, [TEMPLATES_DIR], keep_existing=True)
+    except IntegrityError:
+        return False
+    return True

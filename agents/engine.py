@@ -20,6 +20,7 @@ from agents.definition import AgentDefinition
 from agents.guardrails import OutputPolicy, find_trigger
 from agents.handoff import hand_off
 from agents.loop import AgentLoop, Finish, Handoff, LoopInput
+from agents.messages import Usage
 from agents.prompt import history_messages, system_prompt
 from agents.providers.base import Provider
 from agents.providers.registry import build_provider
@@ -33,10 +34,11 @@ from bot.hours import BusinessHours
 from bot.logs import log_context
 from bot.settings import Settings
 from bot.staff import copy_to_staff
+from bot.store import runs
 from bot.store.contacts import get_contact
 from bot.store.conversations import get_conversation
 from bot.store.db import Database
-from bot.store.inbox import mark_handled, recent_messages
+from bot.store.inbox import mark_handled, run_history
 from bot.store.models import AgentRun, Message
 from bot.store.types import utcnow
 
@@ -139,6 +141,12 @@ class Engine:
                 "contact",
                 pending,
             )
+        if run.resumed_with_reply:
+            # Killed after its reply was queued and before its messages were marked: the
+            # reply stands. Messages that came after it get a run of their own.
+            answered = [i for i in ids if i in run.answering] or ids
+            summary = "resumed after a restart: its reply had already been sent"
+            return await self._close(run, Finish(summary), answered)
         text = "\n".join(m.text for m in pending)
         return await self._execute(run, ids, trigger_text=text, can_reply=True)
 
@@ -207,6 +215,8 @@ class Engine:
             policy=OutputPolicy(agent.forbidden),
             dry_run=dry_run,
         )
+        if resumed:
+            await self._restore(session, run, model)
         await self.audit.append(
             session,
             "run_resumed" if resumed else "run_started",
@@ -226,6 +236,24 @@ class Engine:
             conversation_id=conversation_id,
         )
         return run
+
+    async def _restore(self, session: AsyncSession, run: RunState, model: str) -> None:
+        """A resumed run keeps counting where it stopped: its caps survive the restart."""
+        done = await runs.progress(session, run.run_id)
+        # The worker died during some step, maybe in a model call it was charged for but never
+        # recorded: count that step too, so a crash can never buy a run extra steps.
+        run.steps, run.messages_sent = done.steps + 1, done.messages_sent
+        run.usage = Usage(done.input_tokens, done.output_tokens)
+        run.cost = self.providers.price(model).cost(run.usage)
+        run.policy_blocks, run.call_counts = done.policy_blocks, dict(done.call_counts)
+        run.answering = frozenset(done.inputs)
+        run.resumed_with_reply = run.trigger == "inbound" and done.messages_sent > 0
+        log.warning(
+            "run %s resumed after a restart at step %s (%s message(s) already sent)",
+            run.run_id,
+            run.steps,
+            run.messages_sent,
+        )
 
     async def _unfinished_run(self, session: AsyncSession, conversation_id: int) -> AgentRun | None:
         """A run of this conversation that a stopped worker left running; it is resumed."""
@@ -271,7 +299,7 @@ class Engine:
                 )
                 await self._record(run, "guardrail", {"trigger": trigger, "model_called": False})
             else:
-                given = await self._perceive(run, can_reply, extra_user_text)
+                given = await self._perceive(run, can_reply, extra_user_text, message_ids)
                 async with asyncio.timeout(self.settings.run_timeout_seconds):
                     result = await self.loop.run(run, given)
         except TimeoutError:
@@ -292,7 +320,7 @@ class Engine:
         )
 
     async def _perceive(
-        self, run: RunState, can_reply: bool, extra_user_text: str | None
+        self, run: RunState, can_reply: bool, extra_user_text: str | None, answering: list[int]
     ) -> LoopInput:
         async with self.db.transaction() as session:
             await check_monthly_ceiling(session, run.agent.name, run.agent.budget)
@@ -300,7 +328,7 @@ class Engine:
             card = contact_card(contact)
             deal = await open_deal(session, contact.id)
             card["open_deal"] = {"stage": deal.stage, "title": deal.title} if deal else None
-            history = await recent_messages(session, run.conversation_id, HISTORY_LIMIT)
+            history = await run_history(session, run.conversation_id, answering, HISTORY_LIMIT)
         provider, model = self.providers.for_agent(run.agent)
         hints: dict[str, Any] = {
             "agent": run.agent.name,

@@ -31,6 +31,10 @@ class RunState:
     policy_blocks: int = 0
     messages_sent: int = 0
     call_counts: dict[str, int] = field(default_factory=dict)
+    answering: frozenset[int] = frozenset()
+    """For a resumed run: the inbound messages it was first started to answer."""
+    resumed_with_reply: bool = False
+    """A resumed inbound run whose reply was already queued before the restart."""
 
     @property
     def actor(self) -> str:

@@ -1,7 +1,8 @@
 """Admin commands (`/agent ...`, `/audit RUN_ID`), independent of the channel that carries them.
 
-A channel checks that the sender is an admin, passes the command's words here, and shows the
-reply. Every command is audited with who gave it; a malformed one gets its usage line.
+A channel checks that the sender is an admin (and records a refusal when not), passes the
+command's words here, and shows the reply. Every command is audited with who gave it; a
+malformed one gets its usage line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents import catalog
 from agents.definition import AgentDefinition, parse_definition
@@ -64,6 +66,10 @@ class Admin:
     """Who gives the command, as the audit trail names them (e.g. telegram:12345)."""
 
     actor: str
+
+
+_Command = Callable[[AsyncSession, Admin, list[str], str], Awaitable[str]]
+"""A one-transaction `/agent` subcommand: (session, admin, its words, the whole text)."""
 
 
 def _words(text: str) -> list[str]:
@@ -119,15 +125,17 @@ def field_value(current: AgentDefinition, field: str, value: str) -> tuple[str, 
 
 
 class AdminCommands:
-    """Executes admin commands against the store and the engine."""
+    """Executes admin commands against the store and the engine.
+
+    Every command but `/agent test` runs in one transaction; `agent_in` and `audit_run_in`
+    run it in the caller's, so a channel can apply a command, its audit and its reply (and
+    its own exactly-once marker) together. `/agent test` runs an agent, which takes
+    transactions of its own; `runs_an_agent` tells a channel which case it has.
+    """
 
     def __init__(self, db: Database, audit: AuditLog, engine: Engine) -> None:
         self.db, self.audit, self.engine = db, audit, engine
-
-    async def agent(self, admin: Admin, text: str) -> str:
-        """Run `/agent ...` (text without the command itself); returns the reply."""
-        words = _words(text)
-        handlers: dict[str, Callable[[Admin, list[str], str], Awaitable[str]]] = {
+        self._commands: dict[str, _Command] = {
             "list": self._list,
             "show": self._show,
             "create": self._create,
@@ -135,41 +143,78 @@ class AdminCommands:
             "enable": self._enable,
             "disable": self._disable,
             "assign": self._assign,
-            "test": self._test,
             "runs": self._runs,
         }
-        if not words or words[0] not in handlers:
+
+    @staticmethod
+    def runs_an_agent(text: str) -> bool:
+        """Whether `/agent {text}` is a dry run (`test`), which cannot share a transaction."""
+        words = _words(text)
+        return bool(words) and words[0] == "test"
+
+    async def agent(self, admin: Admin, text: str) -> str:
+        """Run `/agent ...` (text without the command itself) on its own; returns the reply."""
+        if self.runs_an_agent(text):
+            return await self.agent_test(admin, text)
+        async with self.db.transaction() as session:
+            return await self.agent_in(session, admin, text)
+
+    async def agent_in(self, session: AsyncSession, admin: Admin, text: str) -> str:
+        """Run an `/agent` command other than `test` in the caller's transaction, audited.
+
+        A command that fails changes nothing (it runs in a savepoint); its reply says why.
+        """
+        words = _words(text)
+        if not words or words[0] not in self._commands:
             return AGENT_USAGE
+        command = self._commands[words[0]]
         try:
-            reply = await handlers[words[0]](admin, words[1:], text)
+            async with session.begin_nested():
+                reply = await command(session, admin, words[1:], text)
         except UsageError as error:
             reply = str(error)
         except ConfigurationError as error:
             reply = f"Not done: {error}"
-        await self._audit(
-            admin, "admin_command", {"command": f"/agent {text}", "reply": reply[:500]}
-        )
+        await self._audit_command(session, admin, f"/agent {text}", reply)
+        return reply
+
+    async def agent_test(self, admin: Admin, text: str) -> str:
+        """`/agent test NAME TEXT`: a dry run of the agent, in transactions of its own."""
+        try:
+            reply = await self._test(admin, _words(text)[1:], text)
+        except UsageError as error:
+            reply = str(error)
+        except ConfigurationError as error:
+            reply = f"Not done: {error}"
+        async with self.db.transaction() as session:
+            await self._audit_command(session, admin, f"/agent {text}", reply)
         return reply
 
     async def audit_run(self, admin: Admin, text: str) -> str:
+        """Run `/audit RUN_ID` on its own; returns the rendered run."""
+        async with self.db.transaction() as session:
+            return await self.audit_run_in(session, admin, text)
+
+    async def audit_run_in(self, session: AsyncSession, admin: Admin, text: str) -> str:
+        """Run `/audit RUN_ID` in the caller's transaction, audited."""
         words = _words(text)
         if len(words) != 1:
             return AUDIT_USAGE
         try:
-            async with self.db.transaction() as session:
+            async with session.begin_nested():
                 reply = await render_run(session, words[0])
         except ConfigurationError as error:
             reply = str(error)
-        await self._audit(admin, "admin_command", {"command": f"/audit {text}"})
+        await self.audit.append(
+            session, "admin_command", {"command": f"/audit {text}"}, actor=admin.actor
+        )
         return reply
 
-    async def refuse(self, actor: str, command: str) -> None:
-        """Record a command from someone who is not an admin."""
-        await self._audit(Admin(actor), "admin_refused", {"command": command[:200]})
-
-    async def _audit(self, admin: Admin, kind: str, payload: dict[str, Any]) -> None:
-        async with self.db.transaction() as session:
-            await self.audit.append(session, kind, payload, actor=admin.actor)
+    async def _audit_command(
+        self, session: AsyncSession, admin: Admin, command: str, reply: str
+    ) -> None:
+        payload = {"command": command, "reply": reply[:500]}
+        await self.audit.append(session, "admin_command", payload, actor=admin.actor)
 
     @staticmethod
     def _need(args: list[str], count: int, usage: str) -> list[str]:
@@ -177,9 +222,8 @@ class AdminCommands:
             raise UsageError(f"Usage: {usage}")
         return args
 
-    async def _list(self, admin: Admin, args: list[str], text: str) -> str:
-        async with self.db.transaction() as session:
-            agents = await catalog.list_all(session)
+    async def _list(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
+        agents = await catalog.list_all(session)
         if not agents:
             return "No agents yet. Create one with /agent create NAME."
         return "\n".join(
@@ -188,76 +232,73 @@ class AdminCommands:
             for a in agents
         )
 
-    async def _show(self, admin: Admin, args: list[str], text: str) -> str:
+    async def _show(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
         (name,) = self._need(args, 1, USAGE["show"])[:1]
-        async with self.db.transaction() as session:
-            stored = await catalog.get(session, name)
+        stored = await catalog.get(session, name)
         state = "enabled" if stored.enabled else "disabled"
         return f"{name}: {state}, version {stored.version}\n\n{stored.definition.to_yaml()}"
 
-    async def _create(self, admin: Admin, args: list[str], text: str) -> str:
+    async def _create(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
         (name,) = self._need(args, 1, USAGE["create"])[:1]
         definition = parse_definition(
             {"name": name, "goal": NEW_AGENT_GOAL, "persona": "A helpful, concise assistant."},
             name,
         )
-        async with self.db.transaction() as session:
-            if await session.get(AgentDefinitionRow, name) is not None:
-                return f"Not done: an agent named {name} already exists."
-            await catalog.save(session, definition)
-            await catalog.set_enabled(session, name, False)
+        if await session.get(AgentDefinitionRow, name) is not None:
+            return f"Not done: an agent named {name} already exists."
+        await catalog.save(session, definition)
+        await catalog.set_enabled(session, name, False)
         return (
             f"Created {name} (disabled). Set its goal and persona with /agent set, "
             f"then /agent enable {name}."
         )
 
-    async def _set(self, admin: Admin, args: list[str], text: str) -> str:
+    async def _set(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
         self._need(args, 3, USAGE["set"])
         name, field = args[0], args[1]
         value = (
             text.split(field, 1)[1].strip().strip("\"'") if field in text else " ".join(args[2:])
         )
-        async with self.db.transaction() as session:
-            stored = await catalog.get(session, name)
-            target, typed = field_value(stored.definition, field, value)
-            changed = await catalog.set_field(session, name, target, typed)
+        stored = await catalog.get(session, name)
+        target, typed = field_value(stored.definition, field, value)
+        changed = await catalog.set_field(session, name, target, typed)
         return f"{name}.{field} updated (version {changed.version})."
 
-    async def _enable(self, admin: Admin, args: list[str], text: str) -> str:
-        return await self._toggle(self._need(args, 1, USAGE["enable"])[0], True)
+    async def _enable(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
+        return await self._toggle(session, self._need(args, 1, USAGE["enable"])[0], True)
 
-    async def _disable(self, admin: Admin, args: list[str], text: str) -> str:
-        return await self._toggle(self._need(args, 1, USAGE["disable"])[0], False)
+    async def _disable(
+        self, session: AsyncSession, admin: Admin, args: list[str], text: str
+    ) -> str:
+        return await self._toggle(session, self._need(args, 1, USAGE["disable"])[0], False)
 
-    async def _toggle(self, name: str, enabled: bool) -> str:
-        async with self.db.transaction() as session:
-            await catalog.set_enabled(session, name, enabled)
+    @staticmethod
+    async def _toggle(session: AsyncSession, name: str, enabled: bool) -> str:
+        await catalog.set_enabled(session, name, enabled)
         return f"{name} {'enabled' if enabled else 'disabled'}."
 
-    async def _assign(self, admin: Admin, args: list[str], text: str) -> str:
+    async def _assign(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
         name, target = self._need(args, 2, USAGE["assign"])[:2]
-        async with self.db.transaction() as session:
-            stored = await catalog.get(session, name)
-            if target.startswith("tag:") and len(target) > 4:
-                tags = sorted({*stored.definition.assigned_tags, target[4:]})
-                await catalog.set_field(session, name, "assigned_tags", tags)
-                return f"Contacts tagged {target[4:]} now go to {name}."
-            contact = await find_contact(session, target)
-            if contact is None:
-                return f"Not done: no contact {target!r} (use an id, @username, email or name)."
-            contact.assigned_agent = name
-            return f"{contact.name} (#{contact.id}) now goes to {name}."
+        stored = await catalog.get(session, name)
+        if target.startswith("tag:") and len(target) > 4:
+            tags = sorted({*stored.definition.assigned_tags, target[4:]})
+            await catalog.set_field(session, name, "assigned_tags", tags)
+            return f"Contacts tagged {target[4:]} now go to {name}."
+        contact = await find_contact(session, target)
+        if contact is None:
+            return f"Not done: no contact {target!r} (use an id, @username, email or name)."
+        contact.assigned_agent = name
+        return f"{contact.name} (#{contact.id}) now goes to {name}."
 
-    async def _runs(self, admin: Admin, args: list[str], text: str) -> str:
+    async def _runs(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
         (name,) = self._need(args, 1, USAGE["runs"])[:1]
-        async with self.db.transaction() as session:
-            query = (
-                select(AgentRun)
-                .where(AgentRun.agent_name == name)
-                .order_by(AgentRun.started_at.desc())
-                .limit(10)
-            )
-            runs = list((await session.execute(query)).scalars())
+        query = (
+            select(AgentRun)
+            .where(AgentRun.agent_name == name)
+            .order_by(AgentRun.started_at.desc())
+            .limit(10)
+        )
+        runs = list((await session.execute(query)).scalars())
         if not runs:
             return f"{name} has no runs yet."
         return "\n".join(

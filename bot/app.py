@@ -11,19 +11,21 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from agents import catalog
+from agents.definition import TEMPLATES_DIR
 from agents.engine import Engine, ProviderPool
 from bot.audit import AuditLog
 from bot.delivery import OutboxWorker
 from bot.dispatcher import Dispatcher
 from bot.redact import Redactor
+from bot.refusals import Refusals
 from bot.settings import Settings
 from bot.store.db import Database
 from bot.store.leases import Heartbeat
+from bot.supervise import Start, Supervision, supervise
 from channels.base import Channel
 
 log = logging.getLogger("bot.app")
@@ -32,11 +34,14 @@ log = logging.getLogger("bot.app")
 class App:
     """The wired components of one crmbot process."""
 
-    def __init__(self, settings: Settings, *, quiet_seconds: float | None = None) -> None:
-        self.settings = settings
+    def __init__(
+        self, settings: Settings, *, quiet_seconds: float | None = None, seed_agents: bool = True
+    ) -> None:
+        self.settings, self.seed_agents = settings, seed_agents
         self.redactor = Redactor(settings.secrets())
         self.db = Database(settings.database_url)
         self.audit = AuditLog(self.redactor)
+        self.refusals = Refusals(self.db, self.audit)
         self.providers = ProviderPool(settings)
         self.engine = Engine(self.db, self.audit, settings, self.providers)
         self.dispatcher = Dispatcher(
@@ -49,21 +54,29 @@ class App:
             activity=self.activity,
         )
         self.heartbeat = Heartbeat(self.db, settings.worker_id, settings.lease_seconds)
+        self.background: dict[str, Start] = {}
+        """Long-running jobs besides the channels (dead-letter retries); supervised alike."""
         self.outbox_workers: dict[str, OutboxWorker] = {}
         self.activity_signals: list[Callable[[int], AbstractAsyncContextManager[None]]] = []
 
     async def start(self) -> None:
-        """Apply migrations and warn if there is nothing to run."""
+        """Apply migrations; on a database with no agents, store the shipped ones.
+
+        Seeding happens only while the catalog is empty, so agents edited or disabled later
+        are never overwritten (`crmbot agent import --keep-existing` keeps them too).
+        """
         await self.db.migrate()
-        async with self.db.transaction() as session:
-            agents = await catalog.list_all(session)
-        if not agents:
-            log.warning(
-                "no agents defined: import some with `crmbot agent import agents/templates`"
-            )
+        if self.seed_agents and await catalog.seed_if_empty(self.db):
+            log.info("first start: stored the shipped agents from %s", TEMPLATES_DIR)
 
     def add_channel(self, channel: Channel) -> OutboxWorker:
-        worker = OutboxWorker(self.db, self.audit, channel, worker_id=self.settings.worker_id)
+        worker = OutboxWorker(
+            self.db,
+            self.audit,
+            channel,
+            worker_id=self.settings.worker_id,
+            lease_seconds=self.settings.lease_seconds,
+        )
         self.outbox_workers[channel.name] = worker
         return worker
 
@@ -74,6 +87,15 @@ class App:
             for signal_activity in self.activity_signals:
                 await stack.enter_async_context(signal_activity(conversation_id))
             yield
+
+    async def record_restart(self, name: str, error: str, failures: int, delay: float) -> None:
+        async with self.db.transaction() as session:
+            await self.audit.append(
+                session,
+                "channel_restarted",
+                {"task": name, "error": error[:500], "failures": failures, "delay_s": delay},
+                actor="bot.app",
+            )
 
     def wake_outbox(self) -> None:
         for worker in self.outbox_workers.values():
@@ -90,17 +112,31 @@ class App:
         with contextlib.suppress(Exception):
             await self.flush_outbox()
         await self.providers.aclose()
+        await self.refusals.aclose()
         await self.db.dispose()
 
 
-async def serve(app: App, channel_tasks: list[Coroutine[Any, Any, None]]) -> None:
-    """Run the channels and background workers until one channel ends or a signal arrives."""
+async def serve(app: App, channels: list[Start], supervision: Supervision | None = None) -> None:
+    """Run the channels and background workers until one channel ends or a signal arrives.
+
+    Each channel and background job is restarted in the process when it fails; one that keeps
+    failing raises `ChannelFailed` from here, after the same clean shutdown, so the process
+    ends with a non-zero status.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
-    channels = [asyncio.create_task(coro) for coro in channel_tasks]
+
+    def supervised(name: str, start: Start) -> asyncio.Task[None]:
+        return asyncio.create_task(
+            supervise(name, start, app.record_restart, supervision), name=name
+        )
+
+    tasks = [supervised(getattr(start, "__qualname__", "channel"), start) for start in channels] + [
+        supervised(name, start) for name, start in app.background.items()
+    ]
     sweeper = asyncio.create_task(app.dispatcher.run_sweeper(), name="sweeper")
     heartbeat = asyncio.create_task(app.heartbeat.run_forever(), name="lease-heartbeat")
     deliveries = [
@@ -108,17 +144,16 @@ async def serve(app: App, channel_tasks: list[Coroutine[Any, Any, None]]) -> Non
         for name, w in app.outbox_workers.items()
     ]
     stopper = asyncio.create_task(stop.wait(), name="signals")
+    failed: BaseException | None = None
     try:
-        done, _ = await asyncio.wait([*channels, stopper], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopper and task.exception() is not None:
-                log.error("channel task failed", exc_info=task.exception())
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        failed = next((t.exception() for t in done if t is not stopper and t.exception()), None)
         if stop.is_set():
             log.info("stop requested; finishing runs in progress")
     finally:
-        for task in [*channels, stopper]:
+        for task in [*tasks, stopper]:
             task.cancel()
-        await asyncio.gather(*channels, stopper, return_exceptions=True)
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
         await app.dispatcher.idle()
         sweeper.cancel()
         # Never cancel a delivery mid-send: that would leave its outcome unknown.
@@ -130,3 +165,5 @@ async def serve(app: App, channel_tasks: list[Coroutine[Any, Any, None]]) -> Non
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)
+    if failed is not None:
+        raise failed

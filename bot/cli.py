@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -15,10 +13,10 @@ from agents.definition import TEMPLATES_DIR
 from bot.app import App, serve
 from bot.audit import verify_chain
 from bot.audit_view import render_run
+from bot.cli_common import _run, _settings, _with_db
+from bot.cli_deadletters import deadletters_cli
 from bot.errors import CrmbotError
-from bot.logs import configure_logging
-from bot.redact import Redactor
-from bot.settings import Settings, load_settings
+from bot.settings import Settings
 from bot.store.db import Database
 from bot.store.migrate import schema_revision
 
@@ -30,36 +28,15 @@ db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 cli.add_typer(agent_cli, name="agent")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(db_cli, name="db")
-
-
-def _settings(log_level: str | None = None) -> Settings:
-    settings = load_settings()
-    configure_logging(log_level or settings.log_level, Redactor(settings.secrets()))
-    return settings
-
-
-def _run(work: Callable[[], Awaitable[T]]) -> T:
-    """Run `work`, turning our errors into one line on stderr and exit code 2."""
-    try:
-        return asyncio.run(work())  # type: ignore[arg-type]
-    except CrmbotError as error:
-        typer.echo(f"crmbot: error: {error}", err=True)
-        raise typer.Exit(2) from None
-
-
-async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    db = Database(settings.database_url)
-    try:
-        await db.migrate()
-        return await work(db)
-    finally:
-        await db.dispose()
+cli.add_typer(deadletters_cli, name="deadletters")
 
 
 @cli.command()
 def run() -> None:
     """Start crmbot with every configured channel (the console when none is)."""
     settings = _settings()
+    if not (settings.telegram_bot_token or settings.email_enabled):
+        settings = _settings(console=True)  # a conversation on the terminal: keep it readable
 
     async def main() -> None:
         from channels.console import ConsoleChannel
@@ -79,7 +56,7 @@ def run() -> None:
             console = ConsoleChannel(app, "console-user")
             app.add_channel(console)
             app.add_channel(StaffLogChannel())
-            await serve(app, [console.run()])
+            await serve(app, [console.run])
         finally:
             await app.aclose()
 
@@ -105,7 +82,7 @@ async def _run_channels(settings: Settings) -> None:
         await app.start()
         for service in services:
             await service.start()
-        await serve(app, [service.run() for service in services])
+        await serve(app, [service.run for service in services])
     finally:
         await app.aclose()  # finishes runs and flushes the outbox while channels can still send
         for service in services:
@@ -118,7 +95,7 @@ def chat(
     agent: Annotated[str | None, typer.Option(help="Agent to talk to (default: routing)")] = None,
 ) -> None:
     """Talk to an agent in the terminal, or pipe lines in: printf 'hi\\n' | crmbot chat."""
-    settings = _settings("WARNING")
+    settings = _settings(console=True)
 
     async def main() -> None:
         from channels.console import ConsoleChannel

@@ -1,9 +1,20 @@
 """The outbox worker: delivers queued messages through their channel, exactly once.
 
-Each pass claims due items (one per conversation, so order holds), hands them to the channel,
-and records the classified result: sent; retry later with backoff (or the channel's own
-`retry_after`); failed for good; or unknown, which is never retried without a person. Items a
-dead worker left mid-send are marked unknown when their claim expires.
+A pass reads the due heads (each conversation's oldest unsent item) and works them
+concurrently, each on its own:
+
+1. `channel.pace(item)`: no rate-limit slot now means the item stays `pending`, due after the
+   wait; nothing was claimed or sent, and it is not an attempt.
+2. Claim: `pending` -> `sending`, in a transaction of its own, right before the request. If
+   another worker claimed it first (both may have read the same heads), skip it.
+3. `channel.deliver(item)`, then at once, in a transaction of its own, the classified result:
+   `sent`; `pending` again with backoff (or the channel's own `retry_after`); `failed`; or
+   `unknown`, which is never retried without a person.
+
+So one slow send never delays recording the others, and a worker killed mid-pass leaves
+`sending` only the items whose request had started: those may have reached the server and
+become `unknown` (with a staff alert) once their claim runs out, or sooner, once the worker's
+sender lease lapses without heartbeats. Everything else stays `pending` and goes out normally.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from bot.audit import AuditLog
 from bot.staff import STAFF_CHANNEL, notify_staff
 from bot.store import outbox
 from bot.store.db import Database
+from bot.store.leases import Lease
 from bot.store.models import Contact, OutboxItem
 from channels.base import Channel, DeliveryResult, Failed, RetryLater, Sent, Unknown
 
@@ -69,10 +81,22 @@ class OutboxWorker:
         retry: RetryPolicy | None = None,
         poll_seconds: float = 1.0,
         claim_seconds: float = 120.0,
+        lease_seconds: float | None = None,
+        batch: int = 50,
     ) -> None:
+        """`claim_seconds` caps how long a send may be in flight before it counts as lost
+        mid-send (it must exceed the channel's longest request timeout). With `lease_seconds`
+        the worker holds a sender lease while sends are in flight, which the process's
+        `Heartbeat` keeps alive: if the worker dies, its sends are declared unknown once that
+        lease lapses instead of at the end of their claims."""
         self.db, self.audit, self.channel = db, audit, channel
         self.worker_id, self.retry = worker_id, retry or RetryPolicy()
-        self.poll_seconds, self.claim_seconds = poll_seconds, claim_seconds
+        self.poll_seconds, self.claim_seconds, self.batch = poll_seconds, claim_seconds, batch
+        self._lease = (
+            Lease(db, outbox.sender_lease(channel.name, worker_id), worker_id, lease_seconds)
+            if lease_seconds is not None
+            else None
+        )
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -81,16 +105,44 @@ class OutboxWorker:
         self._wake.set()
 
     async def deliver_due(self) -> int:
-        """One pass: claim due items and deliver them. Returns how many were attempted."""
+        """One pass over the due items. Returns how many were handed to the channel."""
         async with self.db.transaction() as session:
             await self._expire_stale(session)
-            items = await outbox.claim_due(
-                session, self.channel.name, self.worker_id, claim_seconds=self.claim_seconds
+            items = await outbox.due_heads(session, self.channel.name, limit=self.batch)
+        if not items:
+            return 0
+        if self._lease is not None:
+            await self._lease.hold()  # before any claim, so a claim never outlives its lease
+        outcomes = await asyncio.gather(
+            *(self._work(item) for item in items), return_exceptions=True
+        )
+        if self._lease is not None:
+            await self._lease.release()  # nothing of ours is in flight any more
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("outbox %s: delivery step failed", item.id, exc_info=outcome)
+        return sum(outcome is True for outcome in outcomes)
+
+    async def _work(self, candidate: OutboxItem) -> bool:
+        """Pace, claim, send and record one item; True if it was handed to the channel."""
+        wait = await self.channel.pace(candidate)
+        if wait is not None:
+            async with self.db.transaction() as session:
+                await outbox.hold_back(session, candidate.id, delay=wait)
+            return False
+        item = await self._claim(candidate)
+        if item is None:
+            return False  # another worker claimed it first, or held it back meanwhile
+        await self._record(item, await self._deliver(item))
+        return True
+
+    async def _claim(self, candidate: OutboxItem) -> OutboxItem | None:
+        if self._lease is not None:
+            await self._lease.renew_if_due()  # a long pass outlives a lease without heartbeats
+        async with self.db.transaction() as session:
+            return await outbox.claim(
+                session, candidate.id, self.worker_id, claim_seconds=self.claim_seconds
             )
-        results = await asyncio.gather(*(self._deliver(item) for item in items))
-        for item, result in zip(items, results, strict=True):
-            await self._record(item, result)
-        return len(items)
 
     async def _deliver(self, item: OutboxItem) -> DeliveryResult:
         try:
@@ -100,47 +152,56 @@ class OutboxWorker:
             return Unknown(f"{type(error).__name__}: {error}")
 
     async def _record(self, item: OutboxItem, result: DeliveryResult) -> None:
+        """Write the outcome of one send, in a transaction of its own, as soon as it is known."""
         async with self.db.transaction() as session:
-            match result:
-                case Sent(external_id):
-                    await outbox.mark_sent(session, item.id, external_id)
-                case RetryLater(error, after, throttled) if (
-                    throttled or item.attempts + 1 < self.retry.max_attempts
-                ):
-                    delay = after if after is not None else self.retry.delay(item.attempts + 1)
-                    await outbox.mark_retry(session, item.id, error, delay, counts=not throttled)
-                    if throttled:
-                        return  # our own pacing: nothing worth an audit record
-                case RetryLater(error, _, _):
-                    await outbox.mark_failed(session, item.id, f"gave up: {error}")
-                    await alert_staff(session, item, "was not delivered", error)
-                case Failed(error, unreachable):
-                    await outbox.mark_failed(session, item.id, error)
-                    if unreachable:
-                        contact = await session.get(Contact, item.contact_id)
-                        if contact is not None:
-                            contact.unreachable = True
-                    await alert_staff(session, item, "was not delivered", error)
-                case Unknown(error):
-                    await outbox.mark_unknown(session, item.id, error)
-                    await alert_staff(session, item, "may not have been delivered", error)
-                case _:
-                    assert_never(result)
-            await self.audit.append(
-                session,
-                "delivery",
-                {
-                    "outbox_id": item.id,
-                    "channel": item.channel,
-                    "result": type(result).__name__,
-                    "detail": getattr(result, "error", None)
-                    or getattr(result, "external_id", None),
-                    "attempt": item.attempts + 1,
-                },
-                actor=f"channel:{item.channel}",
-                run_id=item.run_id,
-                conversation_id=item.conversation_id,
-            )
+            if await self._apply(session, item, result):
+                await self._audit_delivery(session, item, result)
+
+    async def _apply(self, session: AsyncSession, item: OutboxItem, result: DeliveryResult) -> bool:
+        """Move the item on after `result`; False when it is not worth an audit record."""
+        match result:
+            case Sent(external_id):
+                await outbox.mark_sent(session, item.id, external_id)
+            case RetryLater(error, after, throttled) if (
+                throttled or item.attempts + 1 < self.retry.max_attempts
+            ):
+                delay = after if after is not None else self.retry.delay(item.attempts + 1)
+                await outbox.mark_retry(session, item.id, error, delay, counts=not throttled)
+                return not throttled  # our own pacing is nothing worth a record
+            case RetryLater(error, _, _):
+                await outbox.mark_failed(session, item.id, f"gave up: {error}")
+                await alert_staff(session, item, "was not delivered", error)
+            case Failed(error, unreachable):
+                await outbox.mark_failed(session, item.id, error)
+                if unreachable and item.contact_id is not None:
+                    contact = await session.get(Contact, item.contact_id)
+                    if contact is not None:
+                        contact.unreachable = True
+                await alert_staff(session, item, "was not delivered", error)
+            case Unknown(error):
+                await outbox.mark_unknown(session, item.id, error)
+                await alert_staff(session, item, "may not have been delivered", error)
+            case _:
+                assert_never(result)
+        return True
+
+    async def _audit_delivery(
+        self, session: AsyncSession, item: OutboxItem, result: DeliveryResult
+    ) -> None:
+        await self.audit.append(
+            session,
+            "delivery",
+            {
+                "outbox_id": item.id,
+                "channel": item.channel,
+                "result": type(result).__name__,
+                "detail": getattr(result, "error", None) or getattr(result, "external_id", None),
+                "attempt": item.attempts + 1,
+            },
+            actor=f"channel:{item.channel}",
+            run_id=item.run_id,
+            conversation_id=item.conversation_id,
+        )
 
     async def _expire_stale(self, session: AsyncSession) -> None:
         for item in await outbox.expire_stale_claims(session):

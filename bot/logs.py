@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 
 from bot.redact import RedactingFilter, Redactor
 
@@ -29,15 +30,28 @@ class _ContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str, redactor: Redactor) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(_ContextFilter())
-    handler.addFilter(RedactingFilter(redactor))
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s %(context)s%(message)s")
-    )
+def configure_logging(
+    level: str,
+    redactor: Redactor,
+    *,
+    file: Path | None = None,
+    terminal_level: str | None = None,
+) -> None:
+    """Log at `level` to stderr, or at `terminal_level` there and at `level` to `file`."""
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(context)s%(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    handlers[0].setLevel(terminal_level or level)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(file, encoding="utf-8"))
+        handlers[1].setLevel(level)
+    for handler in handlers:
+        handler.addFilter(_ContextFilter())
+        handler.addFilter(RedactingFilter(redactor))
+        handler.setFormatter(formatter)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "aiosqlite", "apscheduler"):
+    # Their DEBUG lines carry request bodies and Bot API results: customers' words.
+    for noisy in ("httpx", "httpcore", "aiosqlite", "apscheduler", "telegram.Bot", "telegram.ext"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -11,6 +11,7 @@ import os
 import socket
 from decimal import Decimal
 from email.utils import parseaddr
+from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -83,6 +84,9 @@ class Settings(BaseSettings):
         description="A dead worker's conversations and jobs are taken over within this time",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_file: Path | None = Field(
+        None, description="Also log to this file; the console chat then logs only here"
+    )
 
     telegram_bot_token: SecretStr | None = Field(None, description="Starts the Telegram channel")
     telegram_base_url: str | None = Field(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.router import open_deal
 from bot.audit import AuditLog
+from bot.safe_text import visible, visible_line
 from bot.store import outbox
 from bot.store.contacts import address_on, get_contact
 from bot.store.conversations import get_conversation
@@ -49,7 +50,8 @@ async def notify_staff(
 ) -> OutboxItem:
     """Queue a post about the contact for staff (summary, copy, confirmation, alert).
 
-    With no contact the post goes to the staff group itself (alerts about the bot).
+    With no contact the post goes to the staff group itself (alerts about the bot). Controls
+    and direction overrides in `text` are shown, not acted on (`bot.safe_text`).
     """
     item, _ = await outbox.enqueue(
         session,
@@ -58,7 +60,7 @@ async def notify_staff(
         contact_id=contact_id,
         channel=STAFF_CHANNEL,
         recipient=staff_recipient(contact_id),
-        text=text,
+        text=visible(text),
         author="system",
         meta={"kind": kind, **(meta or {})},
         to_contact=False,
@@ -72,19 +74,29 @@ def _who(contact: Contact) -> str:
         contact.email,
         contact.phone,
     ]
-    return " · ".join([contact.name, *(h for h in handles if h)])
+    return " · ".join(visible_line(part) for part in [contact.name, *(h for h in handles if h)])
 
 
 def _line(message: Message) -> str:
+    """One line per message, so a message cannot add lines that look like the bot's own."""
     who = {"contact": "customer", "agent": "agent", "staff": "staff"}.get(message.author, "bot")
     text = message.text if len(message.text) <= 300 else message.text[:299] + "…"
-    return f"{message.created_at:%H:%M} {who}: {text}"
+    return f"{message.created_at:%H:%M} {who}: {visible_line(text)}"
+
+
+def topic_title(contact: Contact) -> str:
+    """The title of the contact's staff topic (Telegram allows 128 characters)."""
+    name = visible_line(contact.name or f"Contact {contact.id}")
+    return name[:100] + f" #{contact.id}"
 
 
 async def summary_text(
     session: AsyncSession, conversation_id: int, reason: str, summary: str
 ) -> str:
-    """The handoff summary: who, channel, score, deal, why, the agent's summary, last messages."""
+    """The handoff summary: who, channel, score, deal, why, the agent's summary, last messages.
+
+    What came from outside is shown with its controls visible, one line per field.
+    """
     conversation = await get_conversation(session, conversation_id)
     contact = await get_contact(session, conversation.contact_id)
     deal = await open_deal(session, contact.id)
@@ -92,14 +104,15 @@ async def summary_text(
     lines = [
         f"🔔 Handoff: {_who(contact)}",
         f"Channel: {conversation.channel} · score {contact.lead_score}"
-        + (f" · tags {', '.join(contact.tags)}" if contact.tags else ""),
-        f"Deal: {deal.title} ({deal.stage})" if deal else "Deal: none",
-        f"Why: {reason}",
+        + (f" · tags {visible_line(', '.join(contact.tags))}" if contact.tags else ""),
+        f"Deal: {visible_line(deal.title)} ({deal.stage})" if deal else "Deal: none",
+        f"Why: {visible_line(reason)}",
     ]
     if summary:
-        lines.append(f"Agent's summary: {summary}")
+        lines.append(f"Agent's summary: {visible(summary)}")
     if contact.custom_fields:
-        lines.append("Answers: " + "; ".join(f"{k}: {v}" for k, v in contact.custom_fields.items()))
+        answers = "; ".join(f"{k}: {v}" for k, v in contact.custom_fields.items())
+        lines.append("Answers: " + visible_line(answers))
     if history:
         lines += ["", "Last messages:", *(_line(m) for m in history)]
     lines += [
@@ -111,19 +124,24 @@ async def summary_text(
 
 
 async def copy_to_staff(session: AsyncSession, message: Message) -> None:
-    """Show staff a customer message that arrived while the conversation is with them."""
+    """Show staff a customer message that arrived while the conversation is with them.
+
+    A Telegram message is copied as it is (media and all), unless its text has controls to
+    show: a copy would carry them, so staff get our text of it instead.
+    """
     telegram = message.meta.get("telegram") if message.meta else None
-    meta = (
-        {"copy_from_chat": telegram["chat_id"], "copy_message_id": telegram["message_id"]}
-        if (telegram and not telegram.get("edited"))
-        else {}
-    )
+    meta: dict[str, Any] = {}
+    if telegram and not telegram.get("edited") and visible(message.text) == message.text:
+        meta = {"copy_from_chat": telegram["chat_id"], "copy_message_id": telegram["message_id"]}
+    text = f"💬 {message.text}" if message.text else "💬 (attachment)"
+    if message.text and message.attachments and not meta:
+        text += " (with an attachment, not shown here)"
     await notify_staff(
         session,
         key=f"copy:{message.id}",
         conversation_id=message.conversation_id,
         contact_id=message.contact_id,
-        text=f"💬 {message.text}" if message.text else "💬 (attachment)",
+        text=text,
         kind="copy",
         meta=meta,
     )

@@ -23,7 +23,8 @@ class RetryLater:
     after: float | None = None
     """Seconds the channel asked us to wait (Telegram's retry_after), if it said."""
     throttled: bool = False
-    """Held back by our own rate limit before sending: not an attempt, never gives up."""
+    """Held back by our own rate limit before sending: not an attempt, never gives up.
+    (`Channel.pace` is the place for that; this is for a limit found only inside `deliver`.)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +47,22 @@ DeliveryResult = Sent | RetryLater | Failed | Unknown
 
 
 class Channel(ABC):
-    """A channel adapter. `deliver` must classify every failure; it must not raise."""
+    """A channel adapter. `deliver` must classify every failure; it must not raise.
+
+    The outbox worker asks `pace` first and only then marks the item `sending` and calls
+    `deliver`, so an item held back by a rate limit is never mistaken for one in flight.
+    """
 
     name: str
 
+    async def pace(self, item: OutboxItem) -> float | None:
+        """Take the rate-limit slot for sending `item` now; or the seconds to wait instead.
+
+        Nothing is sent here. The default has no limit: go now.
+        """
+        del item
+        return None
+
     @abstractmethod
     async def deliver(self, item: OutboxItem) -> DeliveryResult:
-        """Send one outbox item to `item.recipient`."""
+        """Send one outbox item to `item.recipient` (its slot is already taken)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import func, or_, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,11 @@ class InboundMessage:
     meta: dict[str, Any] = field(default_factory=dict)
     sent_at: datetime | None = None
     subject: str | None = None
+
+
+def storable(text: str) -> str:
+    """`text` as both databases can hold it: PostgreSQL's text type refuses NUL characters."""
+    return text.replace("\x00", "\ufffd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +70,7 @@ async def record_inbound(session: AsyncSession, inbound: InboundMessage) -> Reco
         author="contact",
         channel=channel,
         external_id=inbound.external_id,
-        text=inbound.text,
+        text=storable(inbound.text),
         attachments=inbound.attachments,
         meta=inbound.meta,
         sent_at=inbound.sent_at,
@@ -217,7 +222,7 @@ async def _insert_messages(
             "author": "contact",
             "channel": inbound.identity.channel,
             "external_id": inbound.external_id,
-            "text": inbound.text,
+            "text": storable(inbound.text),
             "attachments": inbound.attachments,
             "meta": inbound.meta,
             "sent_at": inbound.sent_at,
@@ -274,6 +279,34 @@ async def conversations_with_pending(session: AsyncSession, limit: int = 100) ->
         .limit(limit)
     )
     return list((await session.execute(query)).scalars())
+
+
+async def run_history(
+    session: AsyncSession, conversation_id: int, answering: Sequence[int], limit: int = 20
+) -> list[Message]:
+    """What a run answering the inbound messages `answering` may see, oldest first.
+
+    The run's watermark is the newest of them: nothing after it, and no other inbound message
+    still waiting (one recorded while the run started is answered by the next run, which is
+    the one that marks it handled). So a run sees exactly the messages it answers.
+    """
+    if not answering:
+        return await recent_messages(session, conversation_id, limit)
+    query = (
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.id <= max(answering),
+            or_(
+                Message.direction != "in",
+                Message.handled_at.is_not(None),
+                Message.id.in_(list(answering)),
+            ),
+        )
+        .order_by(Message.id.desc())
+        .limit(limit)
+    )
+    return list(reversed((await session.execute(query)).scalars().all()))
 
 
 async def recent_messages(

@@ -248,8 +248,9 @@ class AuditHead(Base):
 class OutboxItem(Base):
     """A message waiting to be sent. `idempotency_key` makes enqueueing it twice a no-op.
 
-    status: pending -> sending -> sent | failed; a `sending` item whose worker died is `unknown`
-    and is never retried without a person deciding.
+    status: pending -> sending (claimed right before its own request) -> sent | pending (a
+    retry) | failed | unknown; a `sending` item whose worker died is `unknown` and is never
+    retried without a person deciding (the states are described in `bot/store/outbox.py`).
     """
 
     __tablename__ = "outbox"

@@ -1,9 +1,19 @@
 """The outbox: every outbound message is written here first, then delivered by a worker.
 
-An item moves pending -> sending -> sent, or back to pending with a later `next_attempt_at`
-after a transient failure, or to failed. A worker that dies while an item is `sending` leaves
-its outcome unknown: once the claim expires the item becomes `unknown` and stays there until a
-person decides, because resending could deliver the message twice.
+An item's states:
+
+- `pending`: waiting; due once `next_attempt_at` has passed and every earlier item of its
+  conversation has left `pending`/`sending` (a post about no conversation waits for nothing).
+- `sending`: claimed by one worker right before that item's own request, in a transaction of
+  its own, never earlier: an item is never `sending` while it waits for a rate-limit slot or
+  for other items. So a `sending` item's request may have reached the channel.
+- `sent`: the channel accepted it; recorded in its own transaction as soon as that is known.
+- back to `pending` with a later `next_attempt_at`: a transient failure (an attempt), or no
+  rate-limit slot (`hold_back`, no attempt, and the item never left `pending`).
+- `failed`: refused for good, or too many transient failures.
+- `unknown`: the outcome may be either. The channel could not tell, or the worker stopped
+  mid-send: its claim ran out (`claimed_until`) or its sender lease lapsed without heartbeats.
+  Never retried without a person, because resending could deliver the message twice.
 """
 
 from __future__ import annotations
@@ -11,11 +21,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.store.models import Message, OutboxItem
+from bot.store.models import Lease, Message, OutboxItem
 from bot.store.types import utcnow
 
 
@@ -122,50 +132,79 @@ async def by_key(session: AsyncSession, key: str) -> OutboxItem | None:
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def claim_due(
-    session: AsyncSession, channel: str, owner: str, *, limit: int = 50, claim_seconds: float = 60
-) -> list[OutboxItem]:
-    """Claim due items for `channel`, at most one per conversation, oldest first.
+async def due_heads(session: AsyncSession, channel: str, *, limit: int = 50) -> list[OutboxItem]:
+    """Items of `channel` that may be sent now, oldest first: only read, nothing is claimed.
 
-    An item is held back while an earlier item of its conversation is still unsent, so a
-    conversation's messages arrive in the order they were written.
+    Only each conversation's oldest unsent item may go, so a conversation's messages arrive in
+    the order they were written; each post about no conversation is a queue of its own.
+    Several workers may read the same heads: `claim` decides which one sends each.
     """
-    now = utcnow()
-    # Each conversation's oldest unsent item; only those may go, and only when due. Selecting
-    # them in SQL means a long backlog in one conversation cannot crowd out the others.
+    # Selecting heads in SQL means a long backlog in one conversation cannot crowd out the
+    # others. NULL conversations are grouped by -id: one group per item, never one shared queue.
+    queue = func.coalesce(OutboxItem.conversation_id, -OutboxItem.id)
     heads = (
         select(func.min(OutboxItem.id))
         .where(OutboxItem.channel == channel, OutboxItem.status.in_(("pending", "sending")))
-        .group_by(OutboxItem.conversation_id)
+        .group_by(queue)
     )
     query = (
         select(OutboxItem)
         .where(
             OutboxItem.id.in_(heads),
             OutboxItem.status == "pending",
-            OutboxItem.next_attempt_at <= now,
+            OutboxItem.next_attempt_at <= utcnow(),
         )
         .order_by(OutboxItem.id)
         .limit(limit)
     )
-    claimed: list[OutboxItem] = []
-    for item in (await session.execute(query)).scalars().all():
-        if await _claim(session, item, owner, now + timedelta(seconds=claim_seconds)):
-            claimed.append(item)
-    return claimed
+    return list((await session.execute(query)).scalars())
 
 
-async def _claim(session: AsyncSession, item: OutboxItem, owner: str, until: Any) -> bool:
+async def claim(
+    session: AsyncSession, item_id: int, owner: str, *, claim_seconds: float
+) -> OutboxItem | None:
+    """Mark the item `sending` for `owner`, right before its request; None if it is not due.
+
+    The update is conditional, so of two workers holding the same candidate exactly one
+    claims it; the other finds it sent, claimed, or held back to a later time meanwhile.
+    """
+    now = utcnow()
     result = await session.execute(
         update(OutboxItem)
-        .where(OutboxItem.id == item.id, OutboxItem.status == "pending")
-        .values(status="sending", claimed_by=owner, claimed_until=until)
+        .where(
+            OutboxItem.id == item_id,
+            OutboxItem.status == "pending",
+            OutboxItem.next_attempt_at <= now,
+        )
+        .values(
+            status="sending",
+            claimed_by=owner,
+            claimed_until=now + timedelta(seconds=claim_seconds),
+        )
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    await session.refresh(item)
-    return True
+        return None
+    return await session.get(OutboxItem, item_id, populate_existing=True)
+
+
+async def hold_back(session: AsyncSession, item_id: int, *, delay: float) -> None:
+    """No rate-limit slot: make a still-pending item due after `delay`. Not an attempt.
+
+    Conditional on `pending`, so a stale candidate cannot touch an item another worker has
+    claimed or sent meanwhile.
+    """
+    await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id == item_id, OutboxItem.status == "pending")
+        .values(next_attempt_at=utcnow() + timedelta(seconds=delay))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def sender_lease(channel: str, owner: str) -> str:
+    """The lease `owner` holds while its sends on `channel` are in flight (see leases.py)."""
+    return f"outbox:{channel}:{owner}"
 
 
 async def mark_sent(session: AsyncSession, item_id: int, external_id: str | None) -> None:
@@ -187,9 +226,11 @@ async def mark_sent(session: AsyncSession, item_id: int, external_id: str | None
 async def mark_retry(
     session: AsyncSession, item_id: int, error: str, delay: float, *, counts: bool = True
 ) -> None:
-    """Make the item due again after `delay`; a throttled send (`counts=False`) is no attempt."""
+    """Make a `sending` item due again after `delay`; a throttled send (`counts=False`) is no
+    attempt. An item meanwhile declared `unknown` stays so: staff were told it would not be
+    resent automatically."""
     item = await session.get(OutboxItem, item_id)
-    if item is not None:
+    if item is not None and item.status == "sending":
         item.status, item.last_error = "pending", error
         item.attempts += 1 if counts else 0
         item.next_attempt_at = utcnow() + timedelta(seconds=delay)
@@ -226,9 +267,24 @@ async def note_delivery_problem(
 
 
 async def expire_stale_claims(session: AsyncSession) -> list[OutboxItem]:
-    """Items whose sender vanished mid-send: mark them `unknown`, never resend blindly."""
+    """Items whose sender vanished mid-send: mark them `unknown`, never resend blindly.
+
+    A sender is gone when its claim has run out, or sooner, when the lease it holds while its
+    sends are in flight has lapsed: a live worker's heartbeat renews that lease every third of
+    its time. A sender that holds no such lease is judged by its claim alone.
+    """
+    now = utcnow()
+    lapsed = (
+        select(Lease.name)
+        .where(
+            Lease.name == literal("outbox:") + OutboxItem.channel + ":" + OutboxItem.claimed_by,
+            Lease.owner == OutboxItem.claimed_by,
+            Lease.expires_at < now,
+        )
+        .exists()
+    )
     query = select(OutboxItem).where(
-        OutboxItem.status == "sending", OutboxItem.claimed_until < utcnow()
+        OutboxItem.status == "sending", or_(OutboxItem.claimed_until < now, lapsed)
     )
     stale = list((await session.execute(query)).scalars())
     for item in stale:

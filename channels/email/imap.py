@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery import RetryPolicy
 from bot.store import cursors
-from bot.store.db import Database
+from bot.store.db import Database, is_transient
 from bot.store.leases import Lease
 from bot.store.types import utcnow
 from channels.email.intake import FetchedMail, NotSentYet
@@ -39,6 +39,8 @@ from channels.email.intake import FetchedMail, NotSentYet
 log = logging.getLogger("channels.email")
 T = TypeVar("T")
 Handler = Callable[[AsyncSession, FetchedMail], Awaitable[int | None]]
+Unreadable = Callable[[AsyncSession, FetchedMail, str], Awaitable[None]]
+"""Sets a message aside that `Handler` failed on (the data's fault, not the database's)."""
 """Stores one message inside the cursor's transaction; returns a conversation to answer."""
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 RESYNC_MARGIN = timedelta(days=1)
@@ -239,10 +241,12 @@ class MailboxReader:
         notify: Callable[[int], None],
         *,
         worker_id: str,
+        unreadable: Unreadable,
         lease_seconds: float = 60.0,
         backoff: RetryPolicy | None = None,
     ) -> None:
         self.config, self.db, self.handle, self.notify = config, db, handle, notify
+        self.unreadable = unreadable
         self.worker_id, self.lease_seconds = worker_id, lease_seconds
         self.backoff = backoff or RetryPolicy(initial=1.0, maximum=60.0)
         key = f"email:{config.address}"
@@ -356,12 +360,39 @@ class MailboxReader:
             await connection.mark_seen(uid)
 
     async def _store(self, mail: FetchedMail, *, present: bool, advance: bool) -> int | None:
-        """Handle the message and advance the cursor, in one transaction."""
-        async with self.db.transaction() as session:
-            conversation = await self.handle(session, mail) if present else None
-            if advance:
-                await self._save(session, mail.uidvalidity, mail.uid)
-        return conversation
+        """Handle the message and advance the cursor, in one transaction.
+
+        A message that cannot be handled is set aside as a dead letter and the cursor moves
+        past it; only a failure of the database itself is raised (the message is read again).
+        """
+        try:
+            async with self.db.transaction() as session:
+                conversation = await self.handle(session, mail) if present else None
+                if advance:
+                    await self._save(session, mail.uidvalidity, mail.uid)
+            return conversation
+        except NotSentYet:
+            raise
+        except Exception as error:
+            if is_transient(error):
+                raise
+            log.error(
+                "mailbox %s: uid %s could not be handled (%s); set aside",
+                self.config.address,
+                mail.uid,
+                type(error).__name__,
+            )
+            async with self.db.transaction() as session:
+                await self.unreadable(session, mail, f"{type(error).__name__}: {error}")
+                if advance:
+                    await self._save(session, mail.uidvalidity, mail.uid)
+            return None
+
+    async def feed(self, mail: FetchedMail) -> None:
+        """Handle a message again (a dead letter someone asked to retry), cursor untouched."""
+        conversation = await self._store(mail, present=True, advance=False)
+        if conversation is not None:
+            self.notify(conversation)
 
     async def _save(self, session: AsyncSession, uidvalidity: int, last_uid: int) -> None:
         await cursors.save(session, self.validity_key, str(uidvalidity))

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.audit import AuditLog
+from bot.deadletters import set_aside
 from bot.delivery import alert_staff
 from bot.store import outbox
 from bot.store.contacts import Identity
@@ -40,6 +41,14 @@ def is_mailbox_status(status: str) -> bool:
 
 class NotSentYet(Exception):
     """A bounce arrived before its message was recorded as sent: handle it a moment later."""
+
+
+class UnreadableEmail(ValueError):
+    """A message the store cannot take as it is; it is set aside as a dead letter."""
+
+
+MAX_ADDRESS_LENGTH = 320
+"""RFC 5321 allows 64 octets before the @ and 255 after it."""
 
 
 async def bounced_items(session: AsyncSession, candidates: list[str]) -> list[OutboxItem]:
@@ -66,6 +75,17 @@ class FetchedMail:
     raw: bytes
     last_try: bool = True
     """False while the reader may still hand this message over again later (`NotSentYet`)."""
+
+
+def position_ref(mail: FetchedMail) -> str:
+    """`mailbox uidvalidity/uid`: where a message was read, as a dead letter remembers it."""
+    return f"{mail.mailbox} {mail.uidvalidity}/{mail.uid}"
+
+
+def from_position_ref(ref: str, raw: bytes) -> FetchedMail:
+    mailbox, _, position = ref.rpartition(" ")
+    uidvalidity, _, uid = position.partition("/")
+    return FetchedMail(mailbox, int(uidvalidity), int(uid), raw)
 
 
 def external_id_of(parsed: ParsedEmail, raw: bytes) -> str:
@@ -116,10 +136,24 @@ class EmailIntake:
     def __init__(self, audit: AuditLog, own_addresses: frozenset[str]) -> None:
         self.audit, self.own_addresses = audit, own_addresses
 
+    async def set_aside(self, session: AsyncSession, mail: FetchedMail, error: str) -> None:
+        """Keep a message that could not be handled as a dead letter, at its mailbox position."""
+        await set_aside(
+            session,
+            self.audit,
+            source=CHANNEL,
+            kind="email_unreadable",
+            ref=position_ref(mail),
+            payload=mail.raw,
+            error=error,
+        )
+
     async def handle(self, session: AsyncSession, mail: FetchedMail) -> int | None:
         if await self._seen_at(session, mail):
             return None
         parsed = parse_email(mail.raw)
+        if len(parsed.from_address or "") > MAX_ADDRESS_LENGTH:
+            raise UnreadableEmail(f"the sender address is longer than {MAX_ADDRESS_LENGTH}")
         verdict = classify(parsed, self.own_addresses)
         external_id = external_id_of(parsed, mail.raw)
         if await is_known(session, CHANNEL, external_id):

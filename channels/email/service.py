@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 
 from bot.app import App
+from bot.deadletters import Retrier
 from bot.delivery import RetryPolicy
 from bot.settings import Settings
+from bot.store.models import DeadLetter
 from channels.email.compose import Sender
 from channels.email.imap import MailboxConfig, MailboxReader
-from channels.email.intake import EmailIntake
-from channels.email.loops import AutoReplyCap
+from channels.email.intake import EmailIntake, from_position_ref
+from channels.email.loops import CHANNEL, AutoReplyCap
 from channels.email.outbound import EmailChannel
 from channels.email.smtp import SmtpConfig, SmtpTransport
 
@@ -78,8 +80,11 @@ class EmailService:
             self.intake.handle,
             app.dispatcher.notify,
             worker_id=settings.worker_id,
+            unreadable=self.intake.set_aside,
             lease_seconds=settings.lease_seconds,
         )
+        retrier = Retrier(app.db, CHANNEL, self._retry)
+        app.background["email-dead-letters"] = retrier.run_forever
 
     async def start(self) -> None:
         if not self.mailbox.tls:
@@ -97,6 +102,9 @@ class EmailService:
     async def run(self) -> None:
         """Read the mailbox until cancelled."""
         await self.reader.run()
+
+    async def _retry(self, letter: DeadLetter) -> None:
+        await self.reader.feed(from_position_ref(letter.ref or "", letter.payload))
 
     async def stop(self) -> None:
         """Nothing to close: `run` drops its connection and lease when it is cancelled."""

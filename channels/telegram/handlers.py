@@ -1,22 +1,34 @@
 """python-telegram-bot handlers: admin commands, the staff group, confirmation buttons.
 
 Customer messages never reach these handlers: `UpdateIntake` stores them directly.
+
+Every update here is applied once by its `update_id`, whatever its kind, by long polling or
+webhook, however often Telegram delivers it. The update's `handled_updates` marker, its effects
+and its acknowledgement are written in one transaction; acknowledgements are queued in the
+outbox, never sent straight to Telegram. A replay finds the marker and does nothing, and a
+crash before the commit leaves nothing done, so the replay then applies all of it.
+
+Messages from bots are never commands nor staff replies. Only members of the staff group act
+as staff, and never the customer a topic is about. Refusals are counted by `App.refusals`.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import select
-from telegram import BotCommand, Update
-from telegram.constants import ChatMemberStatus
-from telegram.error import TelegramError
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import BotCommand, Message, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 from telegram.ext import MessageHandler as TgMessageHandler
 
 from bot.admin import Admin, AdminCommands
 from bot.app import App
+from bot.safe_text import visible, visible_line
 from bot.staff import (
     StaffMember,
     add_note,
@@ -24,11 +36,16 @@ from bot.staff import (
     reply_to_customer,
     set_conversation_state,
 )
-from bot.store.models import StaffPost, StaffThread
-from bot.store.outbox import split_text
+from bot.store import outbox
+from bot.store.handled import first_time
+from bot.store.models import Contact, StaffPost, StaffThread
+from channels.telegram.commands import Command, parse_command
+from channels.telegram.membership import StaffMembership
+from channels.telegram.normalize import CHANNEL
 
 log = logging.getLogger("channels.telegram")
 Context = ContextTypes.DEFAULT_TYPE
+T = TypeVar("T")
 COMMANDS = [
     BotCommand(
         "agent", "Manage agents: list, show, create, set, enable, disable, assign, test, runs"
@@ -38,20 +55,85 @@ COMMANDS = [
     BotCommand("resume", "Staff topic: hand the conversation back to the agent"),
     BotCommand("close", "Staff topic: close the conversation"),
 ]
-STAFF_STATUSES = {ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER}
 _CONFIRM = re.compile(r"^confirm:(\d+):(approve|reject)$")
+ONLY_ADMINS = "Sorry, only admins can use this command."
+ONLY_STAFF = "Not done: only staff can answer customers or change this conversation."
+WHICH_CUSTOMER = (
+    "I can't tell which customer this is for. Reply to the handoff summary "
+    "or write in the customer's topic."
+)
+STAFF_USAGE = "Usage: /note TEXT, /resume or /close; anything else goes to the customer."
+
+
+def update_key(update_id: int) -> str:
+    """The `handled_updates` key of a Telegram update."""
+    return f"telegram:update:{update_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The message an acknowledgement answers: its update, chat, forum topic and id."""
+
+    update_id: int
+    chat_id: int
+    thread_id: int | None
+    message_id: int
+
+    @classmethod
+    def of(cls, update: Update, message: Message) -> Origin:
+        thread_id = message.message_thread_id if message.is_topic_message else None
+        return cls(update.update_id, message.chat_id, thread_id, message.message_id)
+
+
+async def queue_reply(session: AsyncSession, origin: Origin, text: str) -> None:
+    """Queue the acknowledgement of `origin`: a reply to it, in its topic, sent once."""
+    meta: dict[str, Any] = {"reply_to_message_id": origin.message_id}
+    if origin.thread_id is not None:
+        meta["thread_id"] = origin.thread_id
+    await outbox.enqueue(
+        session,
+        key=f"{update_key(origin.update_id)}:reply",
+        conversation_id=None,
+        contact_id=None,
+        channel=CHANNEL,
+        recipient=str(origin.chat_id),
+        text=visible(text),  # replies quote names and texts from outside (/audit, /agent)
+        author="system",
+        meta=meta,
+        to_contact=False,
+    )
+
+
+def _saying(text: str) -> Callable[[AsyncSession], Awaitable[str]]:
+    async def reply(session: AsyncSession) -> str:
+        return text
+
+    return reply
+
+
+async def _nothing(session: AsyncSession) -> bool:
+    return True
 
 
 class TelegramHandlers:
     """Admins, staff and their buttons."""
 
     def __init__(
-        self, app: App, admins: AdminCommands, *, staff_chat_id: int, admin_ids: set[int]
+        self,
+        app: App,
+        admins: AdminCommands,
+        *,
+        staff_chat_id: int,
+        admin_ids: set[int],
+        membership_ttl: float = 60.0,
     ) -> None:
         self.app, self.admins = app, admins
         self.staff_chat_id, self.admin_ids = staff_chat_id, admin_ids
+        self.membership = StaffMembership(staff_chat_id, ttl=membership_ttl)
 
     def install(self, application: Application) -> None:  # type: ignore[type-arg]
+        # The webhook server counts its refusals with the same aggregator (it has no App).
+        application.bot_data["refusals"] = self.app.refusals
         places = filters.ChatType.PRIVATE | filters.Chat(self.staff_chat_id)
         application.add_handler(CommandHandler(["agent", "audit"], self.on_admin, filters=places))
         application.add_handler(CallbackQueryHandler(self.on_button, pattern=_CONFIRM))
@@ -63,85 +145,150 @@ class TelegramHandlers:
         )
         application.add_error_handler(self.on_error)
 
+    # Once per update
+
+    async def _once(self, update_id: int, work: Callable[[AsyncSession], Awaitable[T]]) -> T | None:
+        """Run `work` in one transaction with the update's marker; None, and nothing done,
+        when the update was handled before."""
+        async with self.app.db.transaction() as session:
+            if not await first_time(session, update_key(update_id)):
+                log.debug("update %s was handled before; skipped", update_id)
+                return None
+            result = await work(session)
+        self.app.wake_outbox()
+        return result
+
+    async def _answer(
+        self, origin: Origin, work: Callable[[AsyncSession], Awaitable[str | None]]
+    ) -> bool:
+        """Apply `work` once, queuing its reply (if any) with it; False if handled before."""
+
+        async def apply(session: AsyncSession) -> bool:
+            reply = await work(session)
+            if reply:
+                await queue_reply(session, origin, reply)
+            return True
+
+        return await self._once(origin.update_id, apply) is not None
+
+    async def _refuse(
+        self, origin: Origin, source: str, reason: str, detail: dict[str, Any], reply: str
+    ) -> None:
+        """Answer a refused request once, and count it (refusals are audited per minute)."""
+        if await self._answer(origin, _saying(reply)):
+            await self.app.refusals.refuse(source, reason, detail)
+
+    # Admin commands
+
     async def on_admin(self, update: Update, context: Context) -> None:
         message, user = update.effective_message, update.effective_user
-        if message is None or user is None or not message.text:
-            return
-        command, _, rest = message.text.partition(" ")
-        command = command.split("@")[0]
+        command = parse_command(message.text) if message is not None else None
+        if message is None or user is None or user.is_bot or command is None:
+            return  # a bot is never an admin, whatever its id
+        origin = Origin.of(update, message)
         if user.id not in self.admin_ids:
-            await self.admins.refuse(f"telegram:{user.id}", message.text)
-            await message.reply_text("Sorry, only admins can use this command.")
+            detail = {"user": user.id, "command": command.name}
+            await self._refuse(
+                origin, "telegram:admin_command", "not an admin", detail, ONLY_ADMINS
+            )
             return
         admin = Admin(f"telegram:{user.id}")
-        reply = (
-            await self.admins.agent(admin, rest)
-            if command == "/agent"
-            else await self.admins.audit_run(admin, rest)
-        )
-        for part in split_text(reply, 4096):
-            await message.reply_text(part)
+        if command.name == "agent" and self.admins.runs_an_agent(command.rest):
+            await self._dry_run(origin, admin, command.rest)
+            return
+        await self._answer(origin, lambda session: self._admin_command(session, admin, command))
+
+    async def _admin_command(self, session: AsyncSession, admin: Admin, command: Command) -> str:
+        if command.name == "agent":
+            return await self.admins.agent_in(session, admin, command.rest)
+        return await self.admins.audit_run_in(session, admin, command.rest)
+
+    async def _dry_run(self, origin: Origin, admin: Admin, text: str) -> None:
+        """`/agent test`: at most once, never twice.
+
+        A dry run takes transactions of its own, so it cannot share one with the update's
+        marker: the update is marked handled first, then the agent runs, then the reply is
+        queued. A crash mid-run loses the reply (the run's audit trail keeps what it did);
+        a replay of the update never runs the agent again.
+        """
+        if await self._once(origin.update_id, _nothing) is None:
+            return
+        reply = await self.admins.agent_test(admin, text)
+        async with self.app.db.transaction() as session:
+            await queue_reply(session, origin, reply)
+        self.app.wake_outbox()
+
+    # The staff group
 
     async def on_staff_message(self, update: Update, context: Context) -> None:
         message, user = update.effective_message, update.effective_user
         if message is None or user is None or user.is_bot:
-            return
-        contact_id = await self._contact_for(
-            message.message_thread_id if message.is_topic_message else None,
-            message.reply_to_message.message_id if message.reply_to_message else None,
-        )
+            return  # a bot's message is never a staff reply nor a command
         text = message.text or message.caption or ""
-        if contact_id is None:
-            replied = message.reply_to_message
-            if replied and replied.from_user and replied.from_user.id == context.bot.id:
-                await message.reply_text(
-                    "I can't tell which customer this is for. Reply to the handoff summary "
-                    "or write in the customer's topic."
-                )
+        command = parse_command(text)
+        if command is not None and not command.is_for(context.bot.username):
+            return  # a command for another bot in the group
+        origin = Origin.of(update, message)
+        contact = await self._topic_contact(message)
+        if contact is None:
+            if _replies_to(message, context.bot.id):
+                await self._answer(origin, _saying(WHICH_CUSTOMER))
             return
         if not text:
             return
-        staff = StaffMember(f"telegram:{user.id}", user.full_name)
-        reply = await self._staff_action(contact_id, text, staff, message.message_id)
-        if reply:
-            await message.reply_text(reply)
+        refused = await self._why_not_staff(context, user.id, contact)
+        if refused is not None:
+            detail = {"user": user.id, "contact": contact.id}
+            await self._refuse(origin, "telegram:staff_topic", refused, detail, ONLY_STAFF)
+            return
+        staff, contact_id = StaffMember(f"telegram:{user.id}", user.full_name), contact.id
+        await self._answer(
+            origin,
+            lambda session: self._staff_action(
+                session, contact_id, text, command, staff, message.message_id
+            ),
+        )
 
     async def _staff_action(
-        self, contact_id: int, text: str, staff: StaffMember, message_id: int
+        self,
+        session: AsyncSession,
+        contact_id: int,
+        text: str,
+        command: Command | None,
+        staff: StaffMember,
+        message_id: int,
     ) -> str | None:
-        command, _, rest = text.partition(" ")
-        command = command.split("@")[0]
-        async with self.app.db.transaction() as session:
-            if command == "/note":
-                if not rest.strip():
-                    return "Usage: /note TEXT"
-                await add_note(
-                    session, self.app.audit, contact_id=contact_id, text=rest.strip(), staff=staff
-                )
-                return "📝 Note saved (not sent to the customer)."
-            if command in ("/close", "/resume"):
-                state = "closed" if command == "/close" else "bot"
-                result = await set_conversation_state(
-                    session, self.app.audit, contact_id=contact_id, state=state, staff=staff
-                )
-                return f"Conversation {result}."
-            if command.startswith("/"):
-                return "Usage: /note TEXT, /resume or /close; anything else goes to the customer."
+        """Carry out a staff message in the caller's transaction; returns the reply, if any."""
+        audit = self.app.audit
+        if command is None:
+            key = f"staff:{self.staff_chat_id}:{message_id}"
             status = await reply_to_customer(
-                session,
-                self.app.audit,
-                contact_id=contact_id,
-                text=text,
-                key=f"staff:{self.staff_chat_id}:{message_id}",
-                staff=staff,
+                session, audit, contact_id=contact_id, text=text, key=key, staff=staff
             )
-        self.app.wake_outbox()
-        return None if status in ("sent", "already sent") else f"Not sent: {status}."
+            return None if status in ("sent", "already sent") else f"Not sent: {status}."
+        if command.name == "note":
+            if not command.rest.strip():
+                return "Usage: /note TEXT"
+            await add_note(
+                session, audit, contact_id=contact_id, text=command.rest.strip(), staff=staff
+            )
+            return "📝 Note saved (not sent to the customer)."
+        if command.name in ("close", "resume"):
+            state = "closed" if command.name == "close" else "bot"
+            result = await set_conversation_state(
+                session, audit, contact_id=contact_id, state=state, staff=staff
+            )
+            return f"Conversation {result}."
+        return STAFF_USAGE
 
-    async def _contact_for(self, thread_id: int | None, reply_to: int | None) -> int | None:
+    async def _topic_contact(self, message: Message) -> Contact | None:
+        """The contact a staff message is about: by its topic, else by the post it replies to."""
+        thread_id = message.message_thread_id if message.is_topic_message else None
+        reply_to = message.reply_to_message.message_id if message.reply_to_message else None
         async with self.app.db.transaction() as session:
+            contact_id = None
             if thread_id is not None:
-                found = (
+                contact_id = (
                     await session.execute(
                         select(StaffThread.contact_id).where(
                             StaffThread.chat_id == self.staff_chat_id,
@@ -149,44 +296,55 @@ class TelegramHandlers:
                         )
                     )
                 ).scalar_one_or_none()
-                if found is not None:
-                    return found
-            if reply_to is not None:
+            if contact_id is None and reply_to is not None:
                 post = await session.get(StaffPost, (self.staff_chat_id, reply_to))
-                return post.contact_id if post is not None else None
-        return None
+                contact_id = post.contact_id if post is not None else None
+            return await session.get(Contact, contact_id) if contact_id is not None else None
+
+    async def _why_not_staff(self, context: Context, user_id: int, contact: Contact) -> str | None:
+        """Why the user may not act in the contact's topic; None if they may.
+
+        Only staff may; the contact never may, even as a member of the staff group.
+        """
+        if contact.telegram_user_id == user_id:
+            return "the topic's own customer"
+        return None if await self._is_staff(context, user_id) else "not staff"
+
+    async def _is_staff(self, context: Context, user_id: int) -> bool:
+        return user_id in self.admin_ids or await self.membership.is_member(context.bot, user_id)
+
+    # Confirmation buttons
 
     async def on_button(self, update: Update, context: Context) -> None:
+        """Decide a confirmation once; `answer` and the message edit are immediate UI."""
         query, user = update.callback_query, update.effective_user
         if query is None or user is None or query.data is None:
             return
         found = _CONFIRM.match(query.data)
-        if found is None or not await self._is_staff(context, user.id):
-            await self.admins.refuse(f"telegram:{user.id}", f"button {query.data}")
-            await query.answer("Only staff can decide this.", show_alert=True)
+        if found is None or user.is_bot or not await self._is_staff(context, user.id):
+            if await self._once(update.update_id, _nothing):
+                await self.app.refusals.refuse("telegram:button", "not staff", {"user": user.id})
+                await query.answer("Only staff can decide this.", show_alert=True)
             return
         staff = StaffMember(f"telegram:{user.id}", user.full_name)
-        async with self.app.db.transaction() as session:
-            result = await decide(
+        confirmation_id, approve = int(found[1]), found[2] == "approve"
+        result = await self._once(
+            update.update_id,
+            lambda session: decide(
                 session,
                 self.app.audit,
-                confirmation_id=int(found[1]),
-                approve=found[2] == "approve",
+                confirmation_id=confirmation_id,
+                approve=approve,
                 staff=staff,
-            )
+            ),
+        )
+        if result is None:
+            return
         await query.answer(result)
-        if query.message is not None and result in ("approved", "rejected"):
+        if query.message is not None and result in ("approved", "rejected"):  # decided now
             text = getattr(query.message, "text", "") or ""
-            await query.edit_message_text(f"{text}\n\n{result.capitalize()} by {user.full_name}.")
-
-    async def _is_staff(self, context: Context, user_id: int) -> bool:
-        if user_id in self.admin_ids:
-            return True
-        try:
-            member = await context.bot.get_chat_member(self.staff_chat_id, user_id)
-        except TelegramError:
-            return False
-        return member.status in STAFF_STATUSES
+            who = visible_line(user.full_name)
+            await query.edit_message_text(f"{text}\n\n{result.capitalize()} by {who}.")
 
     async def on_error(self, update: object, context: Context) -> None:
         log.error(
@@ -201,3 +359,8 @@ class TelegramHandlers:
                 {"error": repr(context.error)[:500]},
                 actor="channel:telegram",
             )
+
+
+def _replies_to(message: Message, bot_id: int) -> bool:
+    replied = message.reply_to_message
+    return bool(replied and replied.from_user and replied.from_user.id == bot_id)

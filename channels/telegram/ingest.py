@@ -15,20 +15,23 @@ import hmac
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from telegram import Bot, Update
-from telegram.error import RetryAfter, TelegramError
+from telegram.error import NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application
 
 from bot.audit import AuditLog
+from bot.deadletters import set_aside
 from bot.delivery import RetryPolicy
 from bot.store import cursors
-from bot.store.db import Database
-from bot.store.inbox import InboundMessage, record_inbound_batch
+from bot.store.db import Database, is_transient
+from bot.store.inbox import InboundMessage, Stored, record_inbound_batch
 from bot.store.leases import Lease
-from channels.telegram.normalize import inbound_from_update
+from channels.telegram.normalize import CHANNEL, inbound_from_update
 from channels.telegram.sending import retry_seconds
+from channels.telegram.updates import MalformedUpdate, parse_update, payload_bytes, update_id_of
 
 log = logging.getLogger("channels.telegram")
 CURSOR_KEY = "telegram:last_update_id"
@@ -38,13 +41,32 @@ ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_membe
 
 
 def is_admin_command(update: Update) -> bool:
+    """An admin command (in any case, `/Agent@Bot` too, as Telegram's clients match them);
+    a bot's message never is one."""
+    from channels.telegram.commands import parse_command  # kept here: one function changed
+
     message = update.message
-    text = (message.text or "") if message else ""
-    return any(text == c or text.startswith((c + " ", c + "@")) for c in ADMIN_COMMANDS)
+    if message is None or (message.from_user is not None and message.from_user.is_bot):
+        return False
+    command = parse_command(message.text)
+    return command is not None and f"/{command.name}" in ADMIN_COMMANDS
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An update as it arrived (`raw`, for a dead letter) and as python-telegram-bot read it."""
+
+    raw: object
+    update: Update
 
 
 class UpdateIntake:
-    """Routes updates: customer messages to the store, the rest to the Application."""
+    """Routes updates: customer messages to the store, the rest to the Application.
+
+    An update that cannot be read, or whose message the store cannot hold, is set aside as a
+    dead letter and the rest of its batch goes on; only a failure of the database itself
+    (down, locked) fails the batch, so that it is fetched and handled again.
+    """
 
     def __init__(
         self,
@@ -55,27 +77,84 @@ class UpdateIntake:
     ) -> None:
         self.db, self.audit, self.application, self.notify = db, audit, application, notify
 
-    async def handle_batch(self, updates: list[Update]) -> None:
-        """Handle updates in order; raises if customer messages could not be stored."""
-        pending: list[InboundMessage] = []
-        for update in updates:
+    async def handle_raw(self, raws: list[object]) -> None:
+        """Read and handle raw update JSON in order, setting aside what cannot be read."""
+        received: list[Received] = []
+        for raw in raws:
+            try:
+                received.append(Received(raw, parse_update(raw, self.application.bot)))
+            except MalformedUpdate as error:
+                await self.set_aside(raw, "update_malformed", str(error))
+        await self.handle_batch(received)
+
+    async def handle_batch(self, received: list[Received]) -> None:
+        """Handle updates in order; raises only if the database failed."""
+        pending: list[tuple[Received, InboundMessage]] = []
+        for item in received:
+            update = item.update
             inbound = None if is_admin_command(update) else inbound_from_update(update)
             if inbound is not None:
-                pending.append(inbound)
+                pending.append((item, inbound))
                 continue
             await self._record(pending)
             pending = []
-            await self.application.process_update(update)
+            await self._process(item)
         await self._record(pending)
 
-    async def _record(self, inbounds: list[InboundMessage]) -> None:
-        if not inbounds:
+    async def _process(self, item: Received) -> None:
+        try:
+            await self.application.process_update(item.update)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            log.exception("update %s: handling failed", item.update.update_id)
+            await self.set_aside(item.raw, "update_failed", f"{type(error).__name__}: {error}")
+
+    async def _record(self, pending: list[tuple[Received, InboundMessage]]) -> None:
+        if not pending:
             return
-        async with self.db.transaction() as session:
-            stored = await record_inbound_batch(session, inbounds)
+        try:
+            stored = await self._store([inbound for _, inbound in pending])
+        except Exception as error:
+            if is_transient(error):
+                raise
+            await self._isolate(pending, error)
+            return
         # Once per conversation, in the order their first new message came in.
         for conversation_id in dict.fromkeys(s.conversation_id for s in stored):
             self.notify(conversation_id)
+
+    async def _isolate(
+        self, pending: list[tuple[Received, InboundMessage]], error: Exception
+    ) -> None:
+        """Some message of the batch cannot be stored: store them one at a time, in order, and
+        set aside the ones that fail."""
+        if len(pending) > 1:
+            for one in pending:
+                await self._record([one])
+            return
+        item = pending[0][0]
+        log.error(
+            "update %s: the store refused it (%s)", item.update.update_id, type(error).__name__
+        )
+        await self.set_aside(item.raw, "update_unstorable", f"{type(error).__name__}: {error}")
+
+    async def _store(self, inbounds: list[InboundMessage]) -> list[Stored]:
+        async with self.db.transaction() as session:
+            return await record_inbound_batch(session, inbounds)
+
+    async def set_aside(self, raw: object, kind: str, error: str) -> None:
+        update_id = update_id_of(raw)
+        async with self.db.transaction() as session:
+            await set_aside(
+                session,
+                self.audit,
+                source=CHANNEL,
+                kind=kind,
+                ref=f"update {update_id}" if update_id is not None else None,
+                payload=payload_bytes(raw),
+                error=error,
+            )
 
 
 class Poller:
@@ -124,12 +203,8 @@ class Poller:
     async def poll_once(self) -> int:
         """Fetch one batch after the saved cursor, handle it, save the cursor."""
         last = await self.last_update_id()
-        updates = await self.bot.get_updates(
-            offset=last + 1 if last is not None else None,
-            timeout=self.poll_timeout,
-            allowed_updates=ALLOWED_UPDATES,
-        )
-        fresh = [u for u in updates if last is None or u.update_id > last]
+        raws = await self._fetch(last)
+        fresh = [r for r in raws if not _already_handled(r, last)]
         if not fresh:
             return 0
         # A stop request must not split a batch from its cursor: finish it, then stop.
@@ -141,10 +216,37 @@ class Poller:
             raise
         return len(fresh)
 
-    async def _handle(self, updates: list[Update]) -> None:
-        await self.intake.handle_batch(updates)
-        async with self.db.transaction() as session:
-            await cursors.save(session, CURSOR_KEY, str(updates[-1].update_id))
+    async def _fetch(self, last: int | None) -> list[object]:
+        """The next batch as raw JSON: python-telegram-bot's `get_updates` would fail on one
+        unreadable update, losing the whole batch and logging customers' text.
+
+        The method is named in lower case because `Bot` warns about `do_api_request` for a
+        method it has; Bot API method names are case-insensitive.
+        """
+        kwargs: dict[str, object] = {
+            "timeout": self.poll_timeout,
+            "allowed_updates": ALLOWED_UPDATES,
+        }
+        if last is not None:
+            kwargs["offset"] = last + 1
+        raws = await self.bot.do_api_request(
+            "getupdates", api_kwargs=kwargs, read_timeout=self.poll_timeout + 10
+        )
+        if not isinstance(raws, list):
+            raise NetworkError(f"getUpdates answered with {type(raws).__name__}, not a list")
+        return raws
+
+    async def _handle(self, raws: list[object]) -> None:
+        await self.intake.handle_raw(raws)
+        ids = [i for i in map(update_id_of, raws) if i is not None]
+        if ids:
+            async with self.db.transaction() as session:
+                await cursors.save(session, CURSOR_KEY, str(max(ids)))
+
+
+def _already_handled(raw: object, last: int | None) -> bool:
+    update_id = update_id_of(raw)
+    return last is not None and update_id is not None and update_id <= last
 
 
 class WebhookServer:
@@ -172,17 +274,22 @@ class WebhookServer:
     async def handle(self, request: web.Request) -> web.Response:
         given = request.headers.get(self.SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), self.secret.encode()):
-            log.warning("webhook request from %s refused: wrong or missing secret", request.remote)
-            await self._record("webhook_refused", {"remote": request.remote or ""})
+            # Counted and audited once a minute, not per request: anyone can send these.
+            # TelegramHandlers.install puts the App's Refusals in bot_data.
+            refusals = self.intake.application.bot_data["refusals"]
+            detail = {"remote": request.remote or ""}
+            await refusals.refuse("telegram:webhook", "wrong or missing secret", detail)
             return web.Response(status=403, text="forbidden")
         try:
-            update = Update.de_json(json.loads(await request.read()), self.bot)
-        except (ValueError, TypeError, KeyError) as error:
-            log.error("webhook: malformed update refused: %s", error)
-            await self._record("update_malformed", {"error": str(error)[:300]})
-            return web.Response(status=400, text="malformed update")
+            raw = json.loads(await request.read())
+            update = parse_update(raw, self.bot)
+        except ValueError as error:  # not JSON, or JSON that is not an update we can read
+            reason = str(error) if isinstance(error, MalformedUpdate) else "body is not JSON"
+            log.error("webhook: malformed update refused (%s)", reason)
+            await self._record("update_malformed", {"error": reason[:300]})
+            return web.Response(status=400, text=f"malformed update: {reason}")
         async with self._order:
-            await self.intake.handle_batch([update])
+            await self.intake.handle_batch([Received(raw, update)])
         return web.Response(text="ok")
 
     async def _record(self, kind: str, payload: dict[str, str]) -> None:

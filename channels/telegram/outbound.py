@@ -12,7 +12,7 @@ from bot.staff import STAFF_CHANNEL
 from bot.store.contacts import get_contact
 from bot.store.db import Database
 from bot.store.models import OutboxItem, StaffPost, StaffThread
-from channels.base import Channel, DeliveryResult, RetryLater, Sent
+from channels.base import Channel, DeliveryResult, Failed, Sent
 from channels.telegram.normalize import CHANNEL
 from channels.telegram.pacing import Pacing
 from channels.telegram.sending import classify, is_missing_thread, send_text
@@ -21,25 +21,46 @@ log = logging.getLogger("channels.telegram")
 
 
 class CustomerChannel(Channel):
-    """Delivers outbox items to customers' private chats."""
+    """Delivers outbox items to the chat `item.recipient`: a customer's private chat, or any
+    chat for a post about no conversation (an admin's reply).
+
+    Optional meta: `thread_id` (the forum topic to post in), `reply_to_message_id` (sent even
+    if that message is gone), `parse_mode`.
+    """
 
     name = CHANNEL
 
     def __init__(self, bot: Bot, pacing: Pacing) -> None:
         self.bot, self.pacing = bot, pacing
 
+    async def pace(self, item: OutboxItem) -> float | None:
+        chat_id = _chat_id(item)
+        return None if chat_id is None else await self.pacing.reserve(chat_id)
+
     async def deliver(self, item: OutboxItem) -> DeliveryResult:
-        chat_id = int(item.recipient)
-        wait = await self.pacing.reserve(chat_id)
-        if wait is not None:
-            return RetryLater("paced", after=wait, throttled=True)
+        chat_id = _chat_id(item)
+        if chat_id is None:
+            return Failed(f"not a Telegram chat id: {item.recipient!r}")
+        meta = item.meta or {}
         try:
             sent = await send_text(
-                self.bot, chat_id, item.text, parse_mode=item.meta.get("parse_mode")
+                self.bot,
+                chat_id,
+                item.text,
+                thread_id=meta.get("thread_id"),
+                reply_to=meta.get("reply_to_message_id"),
+                parse_mode=meta.get("parse_mode"),
             )
         except TelegramError as error:
             return classify(error)
         return Sent(f"{chat_id}:{sent.message_id}")
+
+
+def _chat_id(item: OutboxItem) -> int | None:
+    try:
+        return int(item.recipient)
+    except ValueError:
+        return None  # nothing to pace; `deliver` fails it
 
 
 def confirmation_buttons(confirmation_id: int) -> InlineKeyboardMarkup:
@@ -67,10 +88,10 @@ class StaffChannel(Channel):
     def __init__(self, bot: Bot, pacing: Pacing, db: Database, chat_id: int) -> None:
         self.bot, self.pacing, self.db, self.chat_id = bot, pacing, db, chat_id
 
+    async def pace(self, item: OutboxItem) -> float | None:
+        return await self.pacing.reserve(self.chat_id)
+
     async def deliver(self, item: OutboxItem) -> DeliveryResult:
-        wait = await self.pacing.reserve(self.chat_id)
-        if wait is not None:
-            return RetryLater("paced", after=wait, throttled=True)
         try:
             thread_id = await self._thread(item.contact_id)
             try:

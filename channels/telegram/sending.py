@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from telegram import Bot, InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
 from telegram import Message as TgMessage
 from telegram.error import (
     BadRequest,
@@ -70,21 +70,27 @@ async def send_text(
     text: str,
     *,
     thread_id: int | None = None,
+    reply_to: int | None = None,
     parse_mode: str | None = None,
     reply_markup: InlineKeyboardMarkup | None = None,
 ) -> TgMessage:
-    """Send one message; formatting that Telegram cannot parse falls back to plain text."""
+    """Send one message; formatting that Telegram cannot parse falls back to plain text.
+
+    A reply (`reply_to`) still goes out as a plain message if the message it answers is gone.
+    """
+    reply = (
+        None
+        if reply_to is None
+        else ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+    )
+    options: dict[str, Any] = {
+        "message_thread_id": thread_id,
+        "reply_parameters": reply,
+        "reply_markup": reply_markup,
+    }
     try:
-        return await bot.send_message(
-            chat_id,
-            text,
-            parse_mode=parse_mode,
-            message_thread_id=thread_id,
-            reply_markup=reply_markup,
-        )
+        return await bot.send_message(chat_id, text, parse_mode=parse_mode, **options)
     except BadRequest as error:
         if parse_mode is None or not is_parse_error(error):
             raise
-        return await bot.send_message(
-            chat_id, text, message_thread_id=thread_id, reply_markup=reply_markup
-        )
+        return await bot.send_message(chat_id, text, **options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from urllib.parse import urlparse
@@ -14,9 +15,11 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bot.admin import AdminCommands
 from bot.app import App
+from bot.deadletters import Retrier
 from bot.settings import Settings
 from bot.store.contacts import address_on
 from bot.store.conversations import get_conversation
+from bot.store.models import DeadLetter
 from channels.telegram.handlers import COMMANDS, TelegramHandlers
 from channels.telegram.ingest import ALLOWED_UPDATES, Poller, UpdateIntake, WebhookServer
 from channels.telegram.normalize import CHANNEL
@@ -63,6 +66,8 @@ class TelegramService:
             admin_ids=set(settings.telegram_admin_ids),
         ).install(self.application)
         self.intake = UpdateIntake(app.db, app.audit, self.application, app.dispatcher.notify)
+        retrier = Retrier(app.db, CHANNEL, self._retry)
+        app.background["telegram-dead-letters"] = retrier.run_forever
         self.webhook: WebhookServer | None = None
 
     async def start(self) -> None:
@@ -112,6 +117,9 @@ class TelegramService:
             lease_seconds=self.settings.lease_seconds,
         )
         await poller.run()
+
+    async def _retry(self, letter: DeadLetter) -> None:
+        await self.intake.handle_raw([json.loads(letter.payload)])
 
     async def stop(self) -> None:
         if self.webhook is not None:

@@ -107,15 +107,32 @@ async def test_dry_run_shows_the_plan_and_sends_nothing(
     assert "test" in await admins.agent(ADMIN, "runs tester")
 
 
-async def test_every_command_and_refusal_is_audited(
+async def test_every_command_is_audited(admins: AdminCommands, harness: Harness) -> None:
+    await admins.agent(ADMIN, "list")
+    await admins.agent(ADMIN, "enable nobody")
+    events = await harness.rows(AuditEvent, AuditEvent.kind == "admin_command")
+    assert [(e.actor, e.payload["command"]) for e in events] == [
+        ("telegram:1", "/agent list"),
+        ("telegram:1", "/agent enable nobody"),
+    ]
+    assert events[1].payload["reply"].startswith("Not done")
+
+
+async def test_a_failed_command_changes_nothing_but_is_audited(
     admins: AdminCommands, harness: Harness
 ) -> None:
-    await admins.agent(ADMIN, "list")
-    await admins.refuse("telegram:666", "/agent list")
-    events = await harness.rows(AuditEvent)
-    kinds = [(e.kind, e.actor) for e in events]
-    assert ("admin_command", "telegram:1") in kinds
-    assert ("admin_refused", "telegram:666") in kinds
+    async with harness.db.transaction() as session:
+        reply = await admins.agent_in(session, ADMIN, "set tester max_steps lots")
+        assert reply == "max_steps must be a whole number"
+    assert "max_steps: 5" in await admins.agent(ADMIN, "show tester")
+    [failed, _] = await harness.rows(AuditEvent, AuditEvent.kind == "admin_command")
+    assert failed.payload["reply"] == reply
+
+
+def test_only_a_dry_run_needs_transactions_of_its_own() -> None:
+    assert AdminCommands.runs_an_agent("test tester hi")
+    assert not AdminCommands.runs_an_agent("list")
+    assert not AdminCommands.runs_an_agent("")
 
 
 async def test_audit_command_renders_a_run(admins: AdminCommands, harness: Harness) -> None:

@@ -8,7 +8,14 @@ from sqlalchemy import select
 
 from agents.handoff import customer_notice
 from bot.hours import BusinessHours
-from bot.staff import StaffMember, add_note, decide, reply_to_customer, set_conversation_state
+from bot.staff import (
+    StaffMember,
+    add_note,
+    decide,
+    reply_to_customer,
+    set_conversation_state,
+    topic_title,
+)
 from bot.store.models import AuditEvent, Contact, Conversation, Deal, OutboxItem
 from channels.base import DeliveryResult, Failed
 from tests.support.harness import Harness, RecordingChannel
@@ -168,3 +175,11 @@ async def test_a_failed_delivery_alerts_staff_and_the_agent_sees_it(harness: Har
     seen = str(model.requests[1].messages)
     assert "[NOT DELIVERED to the contact] Hello Ann!" in seen
     assert '"unreachable": true' in str(model.requests[2].messages)
+
+
+def test_a_topic_title_shows_controls_and_fits_telegram() -> None:
+    contact = Contact(id=7, name="Ann\u202egnp.exe\n" + "x" * 200)
+    title = topic_title(contact)
+    assert title.startswith("Ann⟨U+202E⟩gnp.exe⏎x")
+    assert title.endswith(" #7") and len(title) <= 128
+    assert topic_title(Contact(id=8, name="")) == "Contact 8 #8"

@@ -150,6 +150,7 @@ async def test_a_handed_off_email_conversation_goes_to_the_staff_topic_and_back(
 ) -> None:
     async with FakeTelegram() as fake:
         fake.add_supergroup(STAFF_CHAT, "Staff")
+        fake.set_member_status(STAFF_CHAT, 8001, "member")
         email_rig = EmailRig(database_url, dovecot_server, mail_user, smtp, telegram=fake)
         await email_rig.start(echo_model())
         try:

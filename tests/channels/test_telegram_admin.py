@@ -22,8 +22,11 @@ async def test_non_admin_is_refused_and_the_attempt_audited(
     fake.user_message(STRANGER, "/agent list", first_name="Eve")
     await eventually(lambda: texts(fake, STRANGER))
     assert texts(fake, STRANGER) == ["Sorry, only admins can use this command."]
-    [event] = await rig.rows(AuditEvent, AuditEvent.kind == "admin_refused")
-    assert event.actor == f"telegram:{STRANGER}"
+    assert rig.app is not None
+    await rig.app.refusals.flush()  # refusals are audited as a count per minute
+    [event] = await rig.rows(AuditEvent, AuditEvent.kind == "refused")
+    assert event.payload["source"] == "telegram:admin_command"
+    assert event.payload["samples"] == [{"user": STRANGER, "command": "agent"}]
 
 
 async def test_admin_lists_agents_and_gets_usage_for_malformed_commands(

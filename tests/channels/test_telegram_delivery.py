@@ -9,13 +9,14 @@ import pytest
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
+from bot.store import outbox
 from bot.store.models import Contact, OutboxItem
 from channels.base import Failed, RetryLater, Unknown
 from channels.telegram.sending import classify, send_text
 from tests.channels.conftest import texts
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.models import FunctionModel, ScriptedModel, turn
-from tests.support.telegram_rig import TelegramRig, eventually
+from tests.support.telegram_rig import ADMIN_ID, STAFF_CHAT, TelegramRig, eventually
 
 ANN = 501
 
@@ -92,6 +93,44 @@ async def test_long_replies_are_split_cleanly_in_order(
         assert "\n\n".join(parts) == long_text
     finally:
         await rig.stop()
+
+
+async def _post(rig: TelegramRig, key: str, chat_id: int, text: str, **meta: int) -> None:
+    """Queue a post about no conversation (an admin's reply) straight to `chat_id`."""
+    assert rig.app is not None
+    async with rig.app.db.transaction() as session:
+        await outbox.enqueue(
+            session,
+            key=key,
+            conversation_id=None,
+            contact_id=None,
+            channel="telegram",
+            recipient=str(chat_id),
+            text=text,
+            author="system",
+            meta=meta,
+            to_contact=False,
+        )
+    rig.app.wake_outbox()
+
+
+async def test_posts_about_no_conversation_go_to_their_chat_topic_and_message(
+    fake: FakeTelegram, rig: TelegramRig
+) -> None:
+    topic = fake.add_topic(STAFF_CHAT, "Admin")["message_thread_id"]
+    command = fake.store(fake.new_message(STAFF_CHAT, fake.user(ADMIN_ID), topic))["message_id"]
+
+    await _post(rig, "admin:1", STAFF_CHAT, "Done.", thread_id=topic, reply_to_message_id=command)
+    await _post(rig, "admin:2", ANN, "A note for Ann")
+
+    [reply] = await eventually(lambda: fake.sent(chat_id=STAFF_CHAT, thread_id=topic))
+    assert reply["text"] == "Done."
+    assert reply["reply_parameters"]["message_id"] == command
+    [stored] = fake.bot_messages(STAFF_CHAT)[-1:]
+    assert stored["reply_to_message"]["message_id"] == command
+    assert await eventually(lambda: texts(fake, ANN)) == ["A note for Ann"]
+    items = await eventually(lambda: _all_sent(rig))
+    assert {i.idempotency_key for i in items} == {"admin:1", "admin:2"}
 
 
 async def test_formatting_telegram_rejects_is_sent_as_plain_text(fake: FakeTelegram) -> None:

@@ -14,6 +14,7 @@ ANN, STAFFER = 501, 8001
 
 async def _hand_off(rig: TelegramRig, fake: FakeTelegram) -> int:
     """Ann says hello, then asks for a refund; returns her staff topic's thread id."""
+    fake.set_member_status(STAFF_CHAT, STAFFER, "member")
     fake.user_message(ANN, "hello", first_name="Ann")
     await eventually(lambda: texts(fake, ANN))
     fake.user_message(ANN, "I want a refund", first_name="Ann")
@@ -134,6 +135,7 @@ async def test_in_a_group_without_topics_staff_answer_by_replying_to_the_summary
 ) -> None:
     async with FakeTelegram() as fake:
         fake.add_supergroup(STAFF_CHAT, "Staff", is_forum=False)
+        fake.set_member_status(STAFF_CHAT, STAFFER, "member")
         rig = TelegramRig(fake, database_url)
         await rig.start()
         try:

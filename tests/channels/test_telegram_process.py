@@ -47,6 +47,13 @@ async def _start(env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
     )
 
 
+async def _import_agents(env: dict[str, str], cwd: Path) -> None:
+    imported = await asyncio.create_subprocess_exec(
+        CRMBOT, "agent", "import", TEMPLATES, env=env, cwd=cwd, stdout=asyncio.subprocess.DEVNULL
+    )
+    assert await imported.wait() == 0
+
+
 async def _terminate(process: asyncio.subprocess.Process) -> tuple[int, str]:
     process.send_signal(signal.SIGTERM)
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
@@ -58,17 +65,7 @@ async def test_crmbot_run_serves_telegram_stops_on_sigterm_and_resumes(
     fake: FakeTelegram, tmp_path: Path
 ) -> None:
     env = _env(fake, tmp_path)
-    imported = await asyncio.create_subprocess_exec(
-        CRMBOT,
-        "agent",
-        "import",
-        TEMPLATES,
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    assert await imported.wait() == 0
-
+    await _import_agents(env, tmp_path)
     process = await _start(env, tmp_path)
     try:
         fake.user_message(ANN, "hi", first_name="Ann")
@@ -89,3 +86,30 @@ async def test_crmbot_run_serves_telegram_stops_on_sigterm_and_resumes(
     first, second = texts(fake, ANN)
     assert first.endswith("What would you like crmbot to help your business with?")
     assert second == "Thanks! How many people are on your team?"
+
+
+async def test_a_restart_after_sigkill_takes_over_within_lease_seconds(
+    fake: FakeTelegram, tmp_path: Path
+) -> None:
+    """A killed worker's poller and conversation leases lapse with its heartbeats: its
+    successor (a new pid, so a new WORKER_ID) polls and answers within LEASE_SECONDS."""
+    env = _env(fake, tmp_path) | {"LEASE_SECONDS": "3"}
+    await _import_agents(env, tmp_path)
+    process = await _start(env, tmp_path)
+    try:
+        fake.user_message(ANN, "hi", first_name="Ann")
+        await eventually(lambda: texts(fake, ANN), within=20)
+    finally:
+        process.kill()  # SIGKILL: no release of anything
+        await process.wait()
+    fake.user_message(ANN, "Lead tracking for our agency", first_name="Ann")
+    loop = asyncio.get_running_loop()
+    restarted = loop.time()
+    process = await _start(env, tmp_path)
+    try:
+        await eventually(lambda: len(texts(fake, ANN)) == 2, within=20)
+        taken_over = loop.time() - restarted
+    finally:
+        code, log = await _terminate(process)
+    assert code == 0, log
+    assert taken_over < 3 + 5, f"took {taken_over:.1f}s"  # lease lapse plus start-up

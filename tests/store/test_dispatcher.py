@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from agents.messages import ModelRequest, ModelTurn
+from bot.store import leases
 from bot.store.models import AuditEvent, Message
 from tests.support.harness import Harness
 from tests.support.models import FunctionModel, call, turn
@@ -203,3 +204,21 @@ async def test_a_sweep_picks_up_a_conversation_nobody_was_told_about(harness: Ha
     assert await unhandled(harness) == []
     assert len(await run_inputs(harness)) == 1
     assert await dispatcher.sweep_once() == 0
+
+
+async def test_a_conversation_leased_by_a_dead_worker_is_taken_over_once_its_lease_lapses(
+    harness: Harness,
+) -> None:
+    conversation_id = await harness.receive("hello?")
+    async with harness.db.transaction() as session:  # a worker took it, then died: no beats
+        assert await leases.try_acquire(session, f"conversation:{conversation_id}", "dead", 0.3)
+    dispatcher = harness.app.dispatcher
+
+    dispatcher.notify(conversation_id)
+    await dispatcher.idle()
+    assert await unhandled(harness) != []  # refused while the dead worker's lease held
+
+    await asyncio.sleep(0.35)
+    await dispatcher.sweep_once()
+    await dispatcher.idle()
+    assert await unhandled(harness) == []

@@ -3,39 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 
-from bot.audit import AuditLog, verify_chain
-from bot.delivery import OutboxWorker, RetryPolicy
+from bot.audit import verify_chain
 from bot.store import outbox
 from bot.store.db import Database
-from bot.store.models import AuditEvent, Contact, Conversation, Message, OutboxItem
-from bot.store.types import utcnow
+from bot.store.models import AuditEvent, Contact, Message, OutboxItem
 from channels.base import Channel, DeliveryResult, Failed, RetryLater, Sent, Unknown
-
-CHANNEL = "fake"
-
-
-@dataclass
-class Chat:
-    contact_id: int
-    conversation_id: int
-
-
-async def new_chat(db: Database, name: str = "Ann") -> Chat:
-    async with db.transaction() as session:
-        contact = Contact(name=name)
-        session.add(contact)
-        await session.flush()
-        conversation = Conversation(contact_id=contact.id, channel=CHANNEL)
-        session.add(conversation)
-        await session.flush()
-        return Chat(contact.id, conversation.id)
+from tests.support.outbox import (
+    CHANNEL,
+    Chat,
+    count,
+    item_by_key,
+    new_chat,
+    queue,
+    time_passes,
+    worker,
+)
 
 
 @pytest.fixture
@@ -43,47 +30,16 @@ async def chat(db: Database) -> Chat:
     return await new_chat(db)
 
 
-async def queue(db: Database, chat: Chat, key: str, text: str = "hello") -> OutboxItem:
-    async with db.transaction() as session:
-        item, _ = await outbox.enqueue(
-            session,
-            key=key,
-            conversation_id=chat.conversation_id,
-            contact_id=chat.contact_id,
-            channel=CHANNEL,
-            recipient="ann",
-            text=text,
-        )
-        return item
-
-
 async def claim(db: Database, owner: str = "worker-1", **options: Any) -> list[str]:
+    """Claim every due candidate one by one, as a worker's pass does right before each send."""
     async with db.transaction() as session:
-        items = await outbox.claim_due(session, CHANNEL, owner, **options)
-        return [item.idempotency_key for item in items]
-
-
-async def item_by_key(db: Database, key: str) -> OutboxItem:
-    async with db.transaction() as session:
-        item = await outbox.by_key(session, key)
-    assert item is not None
-    return item
-
-
-async def time_passes(db: Database, key: str) -> None:
-    """Move the item's retry time and claim into the past, as if the clock had run on."""
-    past = utcnow() - timedelta(seconds=1)
-    async with db.transaction() as session:
-        await session.execute(
-            update(OutboxItem)
-            .where(OutboxItem.idempotency_key == key)
-            .values(next_attempt_at=past, claimed_until=past)
-        )
-
-
-async def count(db: Database, model: type[Any], *where: Any) -> int:
-    async with db.transaction() as session:
-        return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+        candidates = await outbox.due_heads(session, CHANNEL, **options)
+    claimed: list[str] = []
+    for item in candidates:
+        async with db.transaction() as session:
+            if await outbox.claim(session, item.id, owner, claim_seconds=60) is not None:
+                claimed.append(item.idempotency_key)
+    return claimed
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -170,7 +126,7 @@ async def test_a_retried_item_is_not_due_until_its_delay_has_passed(
 
     assert await claim(db) == []  # neither a1 (not due) nor a2 (behind a1)
 
-    await time_passes(db, "a1")
+    await time_passes(db, OutboxItem.idempotency_key == "a1")
     assert await claim(db) == ["a1"]
     item = await item_by_key(db, "a1")
     assert (item.attempts, item.last_error) == (1, "429")
@@ -198,7 +154,7 @@ async def test_a_claim_that_expired_mid_send_becomes_unknown_and_is_never_claime
 ) -> None:
     await queue(db, chat, "a1")
     assert await claim(db, "dead-worker") == ["a1"]
-    await time_passes(db, "a1")
+    await time_passes(db, OutboxItem.idempotency_key == "a1")
 
     async with db.transaction() as session:
         stale = await outbox.expire_stale_claims(session)
@@ -209,6 +165,43 @@ async def test_a_claim_that_expired_mid_send_becomes_unknown_and_is_never_claime
     assert await claim(db, "worker-2") == []
     async with db.transaction() as session:
         assert await outbox.expire_stale_claims(session) == []
+
+
+async def test_posts_about_no_conversation_are_each_their_own_queue(
+    db: Database, chat: Chat
+) -> None:
+    await queue(db, None, "alert-1")
+    await queue(db, None, "alert-2")
+    await queue(db, chat, "a1")
+
+    assert await claim(db) == ["alert-1", "alert-2", "a1"]  # none waits for another
+    await queue(db, None, "alert-3")
+    assert await claim(db) == ["alert-3"]  # alert-1 and -2 are still `sending`
+
+
+async def test_a_candidate_that_stopped_being_due_is_not_claimed(db: Database, chat: Chat) -> None:
+    await queue(db, chat, "a1")
+    async with db.transaction() as session:
+        [candidate] = await outbox.due_heads(session, CHANNEL)
+        await outbox.hold_back(session, candidate.id, delay=60)  # another worker was paced
+
+    async with db.transaction() as session:
+        assert await outbox.claim(session, candidate.id, "worker-2", claim_seconds=60) is None
+    item = await item_by_key(db, "a1")
+    assert (item.status, item.attempts) == ("pending", 0)
+
+
+async def test_holding_back_an_item_another_worker_has_sent_leaves_it_sent(
+    db: Database, chat: Chat
+) -> None:
+    await queue(db, chat, "a1")
+    assert await claim(db, "fast-worker") == ["a1"]
+    item = await item_by_key(db, "a1")
+    async with db.transaction() as session:
+        await outbox.mark_sent(session, item.id, "ext-a1")
+        await outbox.hold_back(session, item.id, delay=60)  # a slower worker's stale candidate
+
+    assert (await item_by_key(db, "a1")).status == "sent"
 
 
 # --- the worker --------------------------------------------------------------------------------
@@ -229,12 +222,6 @@ class ScriptedChannel(Channel):
         if isinstance(result, Exception):
             raise result
         return result
-
-
-def worker(db: Database, channel: Channel, max_attempts: int = 3) -> OutboxWorker:
-    return OutboxWorker(
-        db, AuditLog(), channel, worker_id="worker-1", retry=RetryPolicy(max_attempts=max_attempts)
-    )
 
 
 async def chain_is_intact(db: Database) -> bool:
@@ -344,7 +331,7 @@ async def test_the_worker_marks_a_dead_workers_claim_unknown_and_does_not_send_i
 ) -> None:
     await queue(db, chat, "a1")
     assert await claim(db, "dead-worker") == ["a1"]
-    await time_passes(db, "a1")
+    await time_passes(db, OutboxItem.idempotency_key == "a1")
     channel = ScriptedChannel()
 
     assert await worker(db, channel).deliver_due() == 0
@@ -355,3 +342,33 @@ async def test_the_worker_marks_a_dead_workers_claim_unknown_and_does_not_send_i
         [event] = (await session.execute(select(AuditEvent))).scalars().all()
     assert (event.kind, event.payload["result"]) == ("delivery", "Unknown")
     assert await chain_is_intact(db)
+
+
+class PacedChannel(ScriptedChannel):
+    """Has no rate-limit slot for the first `busy` items it is asked about."""
+
+    def __init__(self, busy: int, *results: DeliveryResult | Exception) -> None:
+        super().__init__(*results)
+        self.busy = busy
+
+    async def pace(self, item: OutboxItem) -> float | None:
+        self.busy -= 1
+        return 0.0 if self.busy >= 0 else None
+
+
+async def test_an_item_without_a_rate_limit_slot_is_held_back_unclaimed_and_unattempted(
+    db: Database, chat: Chat
+) -> None:
+    await queue(db, chat, "a1")
+    channel = PacedChannel(1, Sent("tg-1"))
+    sender = worker(db, channel)
+
+    assert await sender.deliver_due() == 0
+    item = await item_by_key(db, "a1")
+    assert (item.status, item.attempts, item.claimed_by) == ("pending", 0, None)
+    assert channel.delivered == []
+
+    assert await sender.deliver_due() == 1
+    item = await item_by_key(db, "a1")
+    assert (item.status, item.attempts) == ("sent", 1)
+    assert await count(db, AuditEvent) == 1  # the send; being paced is not worth a record

@@ -85,7 +85,7 @@ class EmailRig:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, model: Provider | None = None, *, import_agents: bool = True) -> None:
-        self.app = App(self.settings)
+        self.app = App(self.settings, seed_agents=False)
         self.service = EmailService(self.app, self.settings)
         if self.dovecot.certificate is not None:  # trust the test server's own certificate
             reader = self.service.reader
@@ -106,10 +106,10 @@ class EmailRig:
         self.app.dispatcher.sweep_seconds = 0.2
         self.service.reader.backoff = RetryPolicy(initial=0.05, maximum=0.3)
         await self.service.start()
-        tasks = [self.service.run()]
+        tasks = [self.service.run]
         if self.telegram is not None:
             await self.telegram.start()
-            tasks.append(self.telegram.run())
+            tasks.append(self.telegram.run)
         self._task = asyncio.create_task(serve(self.app, tasks))
 
     async def stop(self) -> None:

@@ -56,7 +56,7 @@ class Harness:
 
     def __init__(self, database_url: str, **settings: Any) -> None:
         self.settings = Settings(database_url=database_url, llm_provider="offline", **settings)
-        self.app = App(self.settings, quiet_seconds=0)
+        self.app = App(self.settings, quiet_seconds=0, seed_agents=False)
         self.channel = RecordingChannel()
         self.staff = RecordingChannel(name="staff")
         self.app.add_channel(self.channel)

@@ -48,7 +48,7 @@ class TelegramRig:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, model: Provider | None = None, *, import_agents: bool = True) -> None:
-        self.app = App(self.settings)
+        self.app = App(self.settings, seed_agents=False)
         self.service = TelegramService(self.app, self.settings)
         await self.app.start()
         if import_agents:
@@ -61,7 +61,7 @@ class TelegramRig:
             worker.retry = RetryPolicy(initial=0.05, maximum=1.0)
         self.app.dispatcher.sweep_seconds = 0.2
         await self.service.start()
-        self._task = asyncio.create_task(serve(self.app, [self.service.run()]))
+        self._task = asyncio.create_task(serve(self.app, [self.service.run]))
 
     async def stop(self) -> None:
         """A clean stop, as on SIGTERM: runs finish, the outbox flushes, everything closes."""

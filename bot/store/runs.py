@@ -1,0 +1,67 @@
+"""What a run already did, read back from its records when a stopped worker's run resumes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.store.models import AuditEvent, ToolInvocation
+
+_UNPARSED = ("unknown_tool", "invalid_json", "invalid_arguments")
+"""Refusals the executor gives before it counts a call."""
+
+
+@dataclass
+class Progress:
+    """A run's counters as its audit records and tool invocations show them."""
+
+    steps: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    messages_sent: int = 0
+    policy_blocks: int = 0
+    call_counts: dict[str, int] = field(default_factory=dict)
+    inputs: list[int] = field(default_factory=list)
+    """Ids of the inbound messages the run was started to answer."""
+
+
+async def progress(session: AsyncSession, run_id: str) -> Progress:
+    """Everything the caps count, so a resumed run starts where it stopped, not from zero."""
+    found = Progress()
+    query = (
+        select(AuditEvent.kind, AuditEvent.payload)
+        .where(AuditEvent.run_id == run_id)
+        .order_by(AuditEvent.id)
+    )
+    for kind, payload in await session.execute(query):
+        _count(found, kind, payload)
+    sent = select(ToolInvocation.id).where(
+        ToolInvocation.run_id == run_id, ToolInvocation.tool == "send_message"
+    )
+    found.messages_sent = len((await session.execute(sent)).all())
+    return found
+
+
+def _count(found: Progress, kind: str, payload: dict[str, Any]) -> None:
+    if kind in ("run_started", "run_resumed") and not found.inputs:
+        found.inputs = [int(m["id"]) for m in payload.get("input", [])]
+    elif kind == "model_call":
+        found.steps += 1
+        usage = payload.get("usage") or {}
+        found.input_tokens += int(usage.get("input") or 0)
+        found.output_tokens += int(usage.get("output") or 0)
+    elif kind == "tool_call":
+        error = payload.get("error") or {}
+        if error.get("type") == "blocked_by_policy":
+            found.policy_blocks += 1
+        if error.get("type") not in _UNPARSED and payload.get("arguments") is not None:
+            signature = f"{payload['tool']}:{_canonical(payload['arguments'])}"
+            found.call_counts[signature] = found.call_counts.get(signature, 0) + 1
+
+
+def _canonical(arguments: dict[str, Any]) -> str:
+    return json.dumps(arguments, sort_keys=True, default=str, separators=(",", ":"))

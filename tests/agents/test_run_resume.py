@@ -1,0 +1,93 @@
+"""A run resumed after its worker died neither replies twice nor gets its caps back."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.messages import ModelRequest, ModelTurn
+from bot.store.inbox import pending_messages
+from bot.store.models import AgentRun, Message, OutboxItem
+from tests.support.harness import Harness
+from tests.support.models import FunctionModel, call, turn
+
+
+class Killed(BaseException):
+    """The worker dies here: nothing after this point in the run happens (like SIGKILL)."""
+
+
+async def _pending(h: Harness, conversation_id: int) -> list[Message]:
+    async with h.db.transaction() as session:
+        return await pending_messages(session, conversation_id)
+
+
+async def _run_until_killed(h: Harness, conversation_id: int) -> None:
+    with pytest.raises(Killed):
+        await h.app.engine.handle_inbound(conversation_id, await _pending(h, conversation_id))
+
+
+async def _successor(database_url: str) -> Harness:
+    """A new worker on the same database (a restart)."""
+    h = Harness(database_url, default_agent="tester", run_timeout_seconds=5)
+    await h.app.start()
+    return h
+
+
+async def test_a_run_killed_after_its_reply_was_queued_does_not_reply_again(
+    harness: Harness, database_url: str
+) -> None:
+    def dies_after_sending(request: ModelRequest) -> ModelTurn:
+        if any(getattr(m, "name", "") == "send_message" for m in request.messages):
+            raise Killed()  # after send_message committed, before the run was closed
+        return turn("", call("send_message", {"text": "Our plans start at the basic tier."}))
+
+    harness.use_model(FunctionModel(dies_after_sending))
+    conversation_id = await harness.receive("what plans do you have?")
+    await _run_until_killed(harness, conversation_id)
+    await harness.receive("and do you integrate with email?")  # came in while it was down
+
+    successor = await _successor(database_url)
+    answers = FunctionModel(lambda request: turn("Yes, email is built in."))
+    successor.use_model(answers)
+    try:
+        first = await successor.app.engine.handle_inbound(
+            conversation_id, await _pending(successor, conversation_id)
+        )
+        assert first.status == "finished" and "already been sent" in first.reason
+        left = await _pending(successor, conversation_id)
+        assert [m.text for m in left] == ["and do you integrate with email?"]
+        await successor.app.engine.handle_inbound(conversation_id, left)
+        texts = [i.text for i in await successor.rows(OutboxItem, OutboxItem.channel == "console")]
+        assert texts == ["Our plans start at the basic tier.", "Yes, email is built in."]
+        assert len(answers.requests) == 1  # only the new message cost a model call
+    finally:
+        await successor.app.aclose()
+
+
+async def test_a_resumed_run_keeps_the_steps_it_had_used(
+    harness: Harness, database_url: str
+) -> None:
+    def busy_then_killed(request: ModelRequest) -> ModelTurn:
+        step = len([m for m in request.messages if getattr(m, "name", "") == "get_recent_messages"])
+        if step == 4:
+            raise Killed()
+        return turn("", call("get_recent_messages", {"n": step + 1}, id=f"c{step}"))
+
+    harness.use_model(FunctionModel(busy_then_killed))
+    conversation_id = await harness.receive("hello")
+    await _run_until_killed(harness, conversation_id)
+
+    successor = await _successor(database_url)
+    endless = FunctionModel(
+        lambda request: turn("", call("get_recent_messages", {"n": 30 + len(request.messages)}))
+    )
+    successor.use_model(endless)
+    try:
+        outcome = await successor.app.engine.handle_inbound(
+            conversation_id, await _pending(successor, conversation_id)
+        )
+        assert outcome.status == "handed_off" and "step limit" in outcome.reason
+        assert len(endless.requests) == 0  # 5 of 5 steps were used before the restart
+        (run,) = await successor.rows(AgentRun)
+        assert run.steps == 5
+    finally:
+        await successor.app.aclose()
