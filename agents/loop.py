@@ -81,6 +81,7 @@ class AgentLoop:
     async def run(self, run: RunState, given: LoopInput) -> Finish | Handoff:
         tools = tuple(t.spec for t in self.executor.allowed(run))
         messages, empty_answers = list(given.messages), 0
+        recorded = 0  # messages already in an earlier step's audit record
         while True:
             if run.steps >= run.agent.max_steps:
                 raise StepLimitExceeded(f"{run.steps} model calls without finishing")
@@ -88,7 +89,8 @@ class AgentLoop:
             request = ModelRequest(
                 given.system, tuple(messages), tools, given.model, agent_hints=given.hints
             )
-            turn = await self._plan(run, given, request)
+            turn = await self._plan(run, given, request, recorded)
+            recorded = len(request.messages)
             if not turn.text.strip() and not turn.tool_calls:
                 empty_answers += 1
                 if empty_answers >= 2:
@@ -102,7 +104,11 @@ class AgentLoop:
                 case _:
                     assert_never(step)
 
-    async def _plan(self, run: RunState, given: LoopInput, request: ModelRequest) -> ModelTurn:
+    async def _plan(
+        self, run: RunState, given: LoopInput, request: ModelRequest, recorded: int
+    ) -> ModelTurn:
+        """Ask the model; its audit record holds what is new since the last step (the rest is
+        in the earlier records), so a step's record does not grow with the conversation."""
         started = time.monotonic()
         turn = await given.provider.complete(request)
         latency_ms = round((time.monotonic() - started) * 1000)
@@ -116,7 +122,8 @@ class AgentLoop:
                 "system": request.system
                 if run.steps == 1
                 else f"(unchanged, sha256 {system_digest})",
-                "messages": _dump(list(request.messages)),
+                "messages": _dump(list(request.messages[recorded:])),
+                "messages_before": recorded,
                 "tools": [t.name for t in request.tools],
                 "answer": {
                     "text": turn.text,

@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from agents import catalog
 from agents.definition import TEMPLATES_DIR
 from agents.engine import Engine, ProviderPool
-from bot.audit import AuditLog
+from bot.audit import SEAL_EVERY_SECONDS, AuditLog, AuditSealer
 from bot.delivery import OutboxWorker
 from bot.dispatcher import Dispatcher
 from bot.redact import Redactor
@@ -54,8 +54,12 @@ class App:
             activity=self.activity,
         )
         self.heartbeat = Heartbeat(self.db, settings.worker_id, settings.lease_seconds)
-        self.background: dict[str, Start] = {}
-        """Long-running jobs besides the channels (dead-letter retries); supervised alike."""
+        sealer = AuditSealer(
+            self.db, settings.worker_id, settings.lease_seconds, SEAL_EVERY_SECONDS
+        )
+        self.background: dict[str, Start] = {"audit-sealer": sealer.run_forever}
+        """Long-running jobs besides the channels (the audit sealer, dead-letter retries);
+        supervised like the channels."""
         self.outbox_workers: dict[str, OutboxWorker] = {}
         self.activity_signals: list[Callable[[int], AbstractAsyncContextManager[None]]] = []
 

@@ -25,7 +25,7 @@ def _model_call(p: dict[str, Any]) -> list[str]:
         f"model call, step {p.get('step')}: {p.get('provider')}/{p.get('model')}, "
         f"{usage.get('input', 0)} in + {usage.get('output', 0)} out tokens, "
         f"{p.get('latency_ms')} ms",
-        f"    saw: {len(p.get('messages', []))} messages; last: "
+        f"    saw: {p.get('messages_before', 0) + len(p.get('messages', []))} messages; last: "
         + _short(p["messages"][-1] if p.get("messages") else "-", 200),
     ]
     answer = p.get("answer", {})

@@ -11,7 +11,7 @@ import typer
 from agents import catalog
 from agents.definition import TEMPLATES_DIR
 from bot.app import App, serve
-from bot.audit import verify_chain
+from bot.audit import verify_trail
 from bot.audit_view import render_run
 from bot.cli_common import _run, _settings, _with_db
 from bot.cli_deadletters import deadletters_cli
@@ -248,14 +248,15 @@ def audit_verify() -> None:
     async def main() -> int:
         async def work(db: Database) -> int:
             async with db.transaction() as session:
-                count, problems = await verify_chain(session)
-            for problem in problems:
+                found = await verify_trail(session)
+            for problem in found.problems:
                 typer.echo(f"TAMPERED {problem}")
             typer.echo(
-                f"checked {count} audit rows: "
-                + ("chain intact" if not problems else f"{len(problems)} problem(s)")
+                f"checked {found.rows} audit rows: "
+                + ("chain intact" if not found.problems else f"{len(found.problems)} problem(s)")
+                + (f"; {found.unsealed} row(s) not sealed yet" if found.unsealed else "")
             )
-            return 1 if problems else 0
+            return 1 if found.problems else 0
 
         return await _with_db(settings, work)
 

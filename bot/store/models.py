@@ -222,27 +222,51 @@ class ToolInvocation(Base):
 
 
 class AuditEvent(Base):
-    """An append-only, hash-chained record of something the system saw, decided or did."""
+    """An append-only, hash-chained record of something the system saw, decided or did.
+
+    Rows are chained per conversation (`chain` is `conversation:ID`, or `system` for events
+    about no conversation): `seq` counts 1, 2, 3... within the chain and `prev_hash` is the
+    previous row's `hash`, so appends in different conversations never wait on each other.
+    Rows written before chains existed form the chain `global`.
+    """
 
     __tablename__ = "audit_events"
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    __table_args__ = (UniqueConstraint("chain", "seq"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime] = mapped_column()
     run_id: Mapped[str | None] = mapped_column(String(32), index=True)
     conversation_id: Mapped[int | None] = mapped_column()
     actor: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(40))
     payload: Mapped[dict[str, Any]] = mapped_column()
+    chain: Mapped[str] = mapped_column(String(80))
+    seq: Mapped[int] = mapped_column(BigInteger)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
 
-class AuditHead(Base):
-    """The single row holding the chain's tip; updating it serializes appends across workers."""
+class AuditChain(Base):
+    """The tip of one chain; appending locks only this row, so only its own conversation's
+    appends queue behind each other. `sealed_seq` is how far the last seal covered it."""
 
-    __tablename__ = "audit_head"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    __tablename__ = "audit_chains"
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
+    sealed_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AuditSeal(Base):
+    """A periodic, hash-chained record of chain tips, so rows cut from the end of any chain
+    (even a whole chain with its tip) are found; append-only like the events."""
+
+    __tablename__ = "audit_seals"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column()
+    heads: Mapped[dict[str, Any]] = mapped_column()
+    """{chain: [seq, hash]} for every chain that grew since the previous seal."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class OutboxItem(Base):

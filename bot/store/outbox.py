@@ -89,6 +89,8 @@ async def enqueue(
             for item in items:
                 item.message_id = message.id if message is not None else None
                 session.add(item)
+            if conversation_id is None and len(items) > 1:
+                await _chain_parts(session, items)
     except IntegrityError:
         existing = await by_key(session, key)
         if existing is None:
@@ -96,6 +98,17 @@ async def enqueue(
         return existing, False
     return items[0], True
 
+
+async def _chain_parts(session: AsyncSession, items: list[OutboxItem]) -> None:
+    """Put a split post about no conversation in one queue, that of its first part, so its
+    parts arrive in order as a conversation's messages do (see `due_heads`)."""
+    await session.flush()
+    for item in items[1:]:
+        item.meta = {**item.meta, PART_OF: items[0].id}
+
+
+PART_OF = "part_of"
+"""Meta key: the first part's id, on the later parts of a split post about no conversation."""
 
 TEXT_LIMITS: dict[str, int] = {"telegram": 4096, "staff": 4096}
 """Longest text one message may carry, per channel."""
@@ -136,12 +149,15 @@ async def due_heads(session: AsyncSession, channel: str, *, limit: int = 50) -> 
     """Items of `channel` that may be sent now, oldest first: only read, nothing is claimed.
 
     Only each conversation's oldest unsent item may go, so a conversation's messages arrive in
-    the order they were written; each post about no conversation is a queue of its own.
+    the order they were written; each post about no conversation is a queue of its own (with
+    the parts of its text, if it was split).
     Several workers may read the same heads: `claim` decides which one sends each.
     """
     # Selecting heads in SQL means a long backlog in one conversation cannot crowd out the
-    # others. NULL conversations are grouped by -id: one group per item, never one shared queue.
-    queue = func.coalesce(OutboxItem.conversation_id, -OutboxItem.id)
+    # others. A post about no conversation is grouped by its own -id (never one shared queue of
+    # all NULLs), together with the later parts of its split text.
+    first_part = func.coalesce(OutboxItem.meta[PART_OF].as_integer(), OutboxItem.id)
+    queue = func.coalesce(OutboxItem.conversation_id, -first_part)
     heads = (
         select(func.min(OutboxItem.id))
         .where(OutboxItem.channel == channel, OutboxItem.status.in_(("pending", "sending")))

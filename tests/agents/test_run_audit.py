@@ -41,6 +41,9 @@ async def test_each_step_is_audited_with_input_answer_tools_tokens_and_latency(
     assert first["answer"]["tool_calls"][0]["name"] == "get_contact"
     assert first["usage"] == {"input": 120, "output": 8}
     assert isinstance(first["latency_ms"], int)
+    second = model_calls[1]  # only what is new since step 1: the call and its result
+    assert second["messages_before"] == len(first["messages"])
+    assert [m["kind"] for m in second["messages"]] == ["assistant", "tool_result"]
     tool_calls = [e.payload for e in events if e.kind == "tool_call"]
     assert tool_calls[0]["tool"] == "get_contact" and tool_calls[0]["result"]["name"] == "Ann"
     assert tool_calls[1]["tool"] == "send_message"

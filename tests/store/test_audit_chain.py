@@ -1,4 +1,5 @@
-"""The audit trail is append-only and hash-chained: any edit or deletion is found."""
+"""The audit trail is append-only and hash-chained per conversation, and sealed: any edit or
+deletion is found, and rows not sealed yet are reported as such."""
 
 from __future__ import annotations
 
@@ -10,19 +11,31 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from bot.audit import AuditLog, ChainProblem, verify_chain
+from bot.audit import AuditLog, ChainProblem, seal, verify_chain, verify_trail
 from bot.redact import Redactor
 from bot.store.db import Database
-from bot.store.models import AuditEvent, AuditHead
+from bot.store.models import AuditChain, AuditEvent
 
 
-async def append_events(db: Database, n: int, audit: AuditLog | None = None) -> None:
+async def append_events(
+    db: Database, n: int, audit: AuditLog | None = None, conversation_id: int | None = None
+) -> None:
     audit = audit or AuditLog()
     for i in range(n):
         async with db.transaction() as session:
             await audit.append(
-                session, "note", {"n": i, "text": f"event {i}"}, actor="test", run_id="run-1"
+                session,
+                "note",
+                {"n": i, "text": f"event {i}"},
+                actor="test",
+                run_id="run-1",
+                conversation_id=conversation_id,
             )
+
+
+async def seal_now(db: Database) -> None:
+    async with db.transaction() as session:
+        await seal(session)
 
 
 async def verify(db: Database) -> tuple[int, list[ChainProblem]]:
@@ -63,7 +76,7 @@ async def test_a_row_whose_payload_was_edited_is_reported_changed(db: Database) 
     await tamper(db, """UPDATE audit_events SET payload = '{"n": 99}' WHERE id = 3""")
 
     _, problems = await verify(db)
-    assert [str(p) for p in problems] == ["row 3: content was changed after it was written"]
+    assert [str(p) for p in problems] == ["system row 3: content was changed after it was written"]
 
 
 async def test_a_deleted_middle_row_is_reported_missing(db: Database) -> None:
@@ -73,7 +86,7 @@ async def test_a_deleted_middle_row_is_reported_missing(db: Database) -> None:
 
     count, problems = await verify(db)
     assert count == 4
-    assert [str(p) for p in problems] == ["row 4: rows 3..3 are missing (deleted)"]
+    assert [str(p) for p in problems] == ["system row 4: row 3 is missing (deleted)"]
 
 
 async def test_rows_deleted_from_the_end_are_reported_by_the_head(db: Database) -> None:
@@ -84,14 +97,15 @@ async def test_rows_deleted_from_the_end_are_reported_by_the_head(db: Database) 
     count, problems = await verify(db)
     assert count == 3
     assert len(problems) == 1
-    assert "ends at row 3 but the head says 5" in str(problems[0])
+    assert "ends at row 3 but its tip says 5" in str(problems[0])
 
 
 def _rehash(event: AuditEvent, payload: dict[str, object]) -> str:
     """The forger's hash: the same recipe as the real one, over the forged content."""
     body = json.dumps(
         [
-            event.id,
+            event.chain,
+            event.seq,
             event.created_at.isoformat(),
             event.run_id,
             event.conversation_id,
@@ -129,7 +143,7 @@ async def test_an_edit_with_a_recomputed_hash_is_caught_by_the_next_rows_link(
     await forge(db, 3)
 
     _, problems = await verify(db)
-    assert [str(p) for p in problems] == ["row 4: link to the previous row is broken"]
+    assert [str(p) for p in problems] == ["system row 4: link to the previous row is broken"]
 
 
 async def test_an_edit_of_the_last_row_with_a_recomputed_hash_is_caught_by_the_head(
@@ -140,7 +154,7 @@ async def test_an_edit_of_the_last_row_with_a_recomputed_hash_is_caught_by_the_h
     await forge(db, 5)
 
     _, problems = await verify(db)
-    assert len(problems) == 1 and "head" in str(problems[0])
+    assert len(problems) == 1 and "tip" in str(problems[0])
 
 
 @pytest.mark.parametrize(
@@ -163,24 +177,87 @@ async def test_the_database_refuses_to_update_or_delete_audit_rows(
     assert await verify(db) == (2, [])
 
 
-async def test_concurrent_appends_keep_the_chain_intact_with_contiguous_ids(
-    db: Database,
-) -> None:
+async def test_concurrent_appends_keep_each_chain_intact_and_contiguous(db: Database) -> None:
     audit = AuditLog()
 
     async def append_one(i: int) -> None:
         async with db.transaction() as session:
-            await audit.append(session, "note", {"n": i}, actor=f"task-{i}")
+            await audit.append(session, "note", {"n": i}, actor=f"task-{i}", conversation_id=i % 4)
 
     await asyncio.gather(*(append_one(i) for i in range(20)))
 
     count, problems = await verify(db)
     assert (count, problems) == (20, [])
     async with db.transaction() as session:
-        ids = list((await session.execute(select(AuditEvent.id).order_by(AuditEvent.id))).scalars())
-        head = await session.get(AuditHead, 1)
-    assert ids == list(range(1, 21))
-    assert head is not None and head.last_id == 20
+        rows = (await session.execute(select(AuditEvent.chain, AuditEvent.seq))).all()
+        tips = {c.key: c.last_seq for c in (await session.execute(select(AuditChain))).scalars()}
+    for n in range(4):
+        chain = f"conversation:{n}"
+        assert sorted(seq for c, seq in rows if c == chain) == [1, 2, 3, 4, 5]
+        assert tips[chain] == 5
+
+
+async def test_a_tampered_conversation_does_not_cast_doubt_on_the_others(db: Database) -> None:
+    await append_events(db, 3, conversation_id=1)
+    await append_events(db, 3, conversation_id=2)
+
+    await tamper(db, "DELETE FROM audit_events WHERE chain = 'conversation:2' AND seq = 2")
+
+    _, problems = await verify(db)
+    assert [str(p) for p in problems] == ["conversation:2 row 3: row 2 is missing (deleted)"]
+
+
+async def test_rows_written_since_the_last_seal_are_reported_as_not_sealed(db: Database) -> None:
+    await append_events(db, 3, conversation_id=1)
+    await seal_now(db)
+    await append_events(db, 2, conversation_id=1)
+    await append_events(db, 1)
+
+    async with db.transaction() as session:
+        found = await verify_trail(session)
+    assert (found.rows, found.problems, found.unsealed) == (6, [], 3)
+    await seal_now(db)
+    async with db.transaction() as session:
+        assert (await verify_trail(session)).unsealed == 0
+
+
+async def test_a_conversation_deleted_whole_with_its_tip_is_caught_by_the_seal(
+    db: Database,
+) -> None:
+    await append_events(db, 3, conversation_id=1)
+    await append_events(db, 3, conversation_id=2)
+    await seal_now(db)
+
+    await tamper(
+        db,
+        "DELETE FROM audit_events WHERE chain = 'conversation:2'",
+        "DELETE FROM audit_chains WHERE key = 'conversation:2'",
+    )
+
+    _, problems = await verify(db)
+    reported = " ".join(str(p) for p in problems)
+    assert "conversation:2" in reported and "sealed at row 3" in reported
+    assert "conversation:1" not in reported
+
+
+async def test_rows_cut_from_the_end_with_the_tip_rewound_are_caught_by_the_seal(
+    db: Database,
+) -> None:
+    await append_events(db, 5, conversation_id=1)
+    await seal_now(db)
+    async with db.transaction() as session:
+        third = (await session.execute(select(AuditEvent).where(AuditEvent.seq == 3))).scalar_one()
+
+    await tamper(
+        db,
+        "DELETE FROM audit_events WHERE seq > 3",
+        f"UPDATE audit_chains SET last_seq = 3, last_hash = '{third.hash}'",
+    )
+
+    _, problems = await verify(db)
+    assert [str(p) for p in problems] == [
+        "conversation:1 row 4: sealed at row 5 but ends at row 3: rows were deleted"
+    ]
 
 
 async def test_configured_secrets_never_reach_stored_payloads_or_actor(db: Database) -> None:

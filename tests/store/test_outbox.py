@@ -179,6 +179,19 @@ async def test_posts_about_no_conversation_are_each_their_own_queue(
     assert await claim(db) == ["alert-3"]  # alert-1 and -2 are still `sending`
 
 
+async def test_the_parts_of_a_long_post_about_no_conversation_go_in_order(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(outbox.TEXT_LIMITS, CHANNEL, 20)
+    await queue(db, None, "report", "First paragraph.\n\nSecond paragraph.\n\nThird one.")
+    await queue(db, None, "alert")
+
+    assert await claim(db) == ["report", "alert"]  # the report's later parts wait
+    async with db.transaction() as session:
+        await outbox.mark_sent(session, (await item_by_key(db, "report")).id, None)
+    assert await claim(db) == ["report#2"]
+
+
 async def test_a_candidate_that_stopped_being_due_is_not_claimed(db: Database, chat: Chat) -> None:
     await queue(db, chat, "a1")
     async with db.transaction() as session:
