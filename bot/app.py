@@ -49,6 +49,7 @@ class App:
             self.engine,
             worker_id=settings.worker_id,
             lease_seconds=settings.lease_seconds,
+            max_concurrent_runs=settings.max_concurrent_runs,
             quiet_seconds=settings.coalesce_seconds if quiet_seconds is None else quiet_seconds,
             after_run=self.wake_outbox,
             activity=self.activity,

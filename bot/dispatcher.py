@@ -40,7 +40,7 @@ class Dispatcher:
         worker_id: str,
         lease_seconds: float,
         quiet_seconds: float = 0.0,
-        max_concurrent_runs: int = 16,
+        max_concurrent_runs: int = 500,
         sweep_seconds: float = 2.0,
         after_run: Callable[[], None] | None = None,
         activity: Callable[[int], AbstractAsyncContextManager[None]] | None = None,

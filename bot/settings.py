@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     )
     default_agent: str = Field("lead-qualifying", description="Agent used when no rule matches")
     run_timeout_seconds: float = Field(120.0, gt=0, description="Wall-clock cap of one agent run")
+    max_concurrent_runs: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Agent runs in progress at once in this process; they mostly wait on the model",
+    )
     worker_id: str = Field(default_factory=_default_worker_id)
     lease_seconds: float = Field(
         15.0,

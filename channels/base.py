@@ -54,6 +54,9 @@ class Channel(ABC):
     """
 
     name: str
+    max_in_flight: int | None = None
+    """Sends this channel can have in flight at once (its connections); None: no limit of
+    its own. The worker claims an item only once it has one, so no claimed item waits."""
 
     async def pace(self, item: OutboxItem) -> float | None:
         """Take the rate-limit slot for sending `item` now; or the seconds to wait instead.

@@ -30,7 +30,10 @@ def is_sqlite(url: str) -> bool:
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """Create the async engine for `url`, creating a SQLite file's directory if needed."""
     if not is_sqlite(url):
-        return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10)
+        # Runs hold a connection only for short transactions, never across a model call.
+        return create_async_engine(
+            url, echo=echo, pool_pre_ping=True, pool_size=20, max_overflow=40
+        )
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,11 @@
 An item's states:
 
 - `pending`: waiting; due once `next_attempt_at` has passed and every earlier item of its
-  conversation has left `pending`/`sending` (a post about no conversation waits for nothing).
+  conversation has left `pending`/`sending` (a post about no conversation waits only for the
+  earlier parts of its own split text).
 - `sending`: claimed by one worker right before that item's own request, in a transaction of
-  its own, never earlier: an item is never `sending` while it waits for a rate-limit slot or
-  for other items. So a `sending` item's request may have reached the channel.
+  its own, never earlier: an item is never `sending` while it waits for a rate-limit slot, a
+  connection or other items. So a `sending` item's request may have reached the channel.
 - `sent`: the channel accepted it; recorded in its own transaction as soon as that is known.
 - back to `pending` with a later `next_attempt_at`: a transient failure (an attempt), or no
   rate-limit slot (`hold_back`, no attempt, and the item never left `pending`).
@@ -204,18 +205,25 @@ async def claim(
     return await session.get(OutboxItem, item_id, populate_existing=True)
 
 
-async def hold_back(session: AsyncSession, item_id: int, *, delay: float) -> None:
-    """No rate-limit slot: make a still-pending item due after `delay`. Not an attempt.
+async def hold_back(session: AsyncSession, waits: dict[int, float]) -> None:
+    """No rate-limit slot: make each still-pending item due after its wait. Not an attempt.
 
     Conditional on `pending`, so a stale candidate cannot touch an item another worker has
-    claimed or sent meanwhile.
+    claimed or sent meanwhile; and it only ever moves `next_attempt_at` later.
     """
-    await session.execute(
-        update(OutboxItem)
-        .where(OutboxItem.id == item_id, OutboxItem.status == "pending")
-        .values(next_attempt_at=utcnow() + timedelta(seconds=delay))
-        .execution_options(synchronize_session=False)
-    )
+    now = utcnow()
+    for item_id, delay in waits.items():
+        until = now + timedelta(seconds=delay)
+        await session.execute(
+            update(OutboxItem)
+            .where(
+                OutboxItem.id == item_id,
+                OutboxItem.status == "pending",
+                OutboxItem.next_attempt_at < until,
+            )
+            .values(next_attempt_at=until)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def sender_lease(channel: str, owner: str) -> str:
@@ -293,6 +301,7 @@ async def expire_stale_claims(session: AsyncSession) -> list[OutboxItem]:
     lapsed = (
         select(Lease.name)
         .where(
+            # sender_lease(channel, claimed_by), in SQL
             Lease.name == literal("outbox:") + OutboxItem.channel + ":" + OutboxItem.claimed_by,
             Lease.owner == OutboxItem.claimed_by,
             Lease.expires_at < now,

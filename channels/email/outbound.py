@@ -22,6 +22,7 @@ class EmailChannel(Channel):
     """Delivers outbox items as emails; the Message-ID is the item's `external_id`."""
 
     name = CHANNEL
+    max_in_flight = MAX_CONNECTIONS
 
     def __init__(
         self, db: Database, transport: SmtpTransport, sender: Sender, cap: AutoReplyCap

@@ -75,6 +75,22 @@ async def test_each_outcome_is_recorded_while_a_slow_send_is_still_in_flight(
     assert await statuses(db, "b1") == {"b1": "sent"}
 
 
+async def test_an_item_waiting_for_one_of_the_channels_connections_is_not_claimed_yet(
+    db: Database, chats: list[Chat]
+) -> None:
+    ann, bob, _ = chats
+    await queue(db, ann, "a1")
+    await queue(db, bob, "b1")
+    channel = GatedChannel(hold_send={"a1", "b1"})
+    channel.max_in_flight = 1
+
+    async with in_background(worker(db, channel).deliver_due()) as pass_:
+        await eventually(lambda: channel.started == ["a1"])
+        assert await statuses(db, "a1", "b1") == {"a1": "sending", "b1": "pending"}
+        channel.release.set()
+        assert await pass_ == 2
+
+
 async def test_after_a_kill_mid_pass_only_the_send_that_had_started_is_unknown(
     db: Database, chats: list[Chat]
 ) -> None:

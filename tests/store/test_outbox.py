@@ -196,7 +196,7 @@ async def test_a_candidate_that_stopped_being_due_is_not_claimed(db: Database, c
     await queue(db, chat, "a1")
     async with db.transaction() as session:
         [candidate] = await outbox.due_heads(session, CHANNEL)
-        await outbox.hold_back(session, candidate.id, delay=60)  # another worker was paced
+        await outbox.hold_back(session, {candidate.id: 60})  # another worker was paced
 
     async with db.transaction() as session:
         assert await outbox.claim(session, candidate.id, "worker-2", claim_seconds=60) is None
@@ -212,7 +212,7 @@ async def test_holding_back_an_item_another_worker_has_sent_leaves_it_sent(
     item = await item_by_key(db, "a1")
     async with db.transaction() as session:
         await outbox.mark_sent(session, item.id, "ext-a1")
-        await outbox.hold_back(session, item.id, delay=60)  # a slower worker's stale candidate
+        await outbox.hold_back(session, {item.id: 60})  # a slower worker's stale candidate
 
     assert (await item_by_key(db, "a1")).status == "sent"
 
