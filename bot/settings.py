@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     telegram_admin_ids: Annotated[list[int], NoDecode] = Field(
         default_factory=list, description="Comma-separated Telegram user ids of admins"
     )
+    telegram_max_messages_per_second: float = Field(
+        30.0,
+        gt=0,
+        le=1000,
+        description="Overall send rate; above 30, messages are paid broadcasts (Telegram Stars)",
+    )
     coalesce_seconds: float = Field(
         2.0, ge=0, le=60, description="Quiet time before a burst of messages is answered at once"
     )

@@ -50,6 +50,7 @@ class CustomerChannel(Channel):
                 thread_id=meta.get("thread_id"),
                 reply_to=meta.get("reply_to_message_id"),
                 parse_mode=meta.get("parse_mode"),
+                paid_broadcast=self.pacing.paid_broadcast,
             )
         except TelegramError as error:
             return classify(error)

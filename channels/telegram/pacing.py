@@ -13,6 +13,7 @@ from collections import OrderedDict
 from aiolimiter import AsyncLimiter
 
 OVERALL_PER_SECOND = 30
+"""Telegram's free broadcasting limit; above it, sends use paid broadcasts."""
 PRIVATE_PER_SECOND = 1
 GROUP_PER_MINUTE = 20
 _MAX_TRACKED_CHATS = 10_000
@@ -28,6 +29,8 @@ class Pacing:
         group_per_minute: float = GROUP_PER_MINUTE,
     ) -> None:
         self.overall = AsyncLimiter(overall_per_second, 1)
+        self.paid_broadcast = overall_per_second > OVERALL_PER_SECOND
+        """Sending faster than the free limit: each message must ask for a paid broadcast."""
         self.private_per_second, self.group_per_minute = private_per_second, group_per_minute
         self._chats: OrderedDict[int, AsyncLimiter] = OrderedDict()
 

@@ -73,10 +73,12 @@ async def send_text(
     reply_to: int | None = None,
     parse_mode: str | None = None,
     reply_markup: InlineKeyboardMarkup | None = None,
+    paid_broadcast: bool = False,
 ) -> TgMessage:
     """Send one message; formatting that Telegram cannot parse falls back to plain text.
 
     A reply (`reply_to`) still goes out as a plain message if the message it answers is gone.
+    `paid_broadcast` lifts Telegram's free 30 messages a second for a fee per message.
     """
     reply = (
         None
@@ -87,6 +89,7 @@ async def send_text(
         "message_thread_id": thread_id,
         "reply_parameters": reply,
         "reply_markup": reply_markup,
+        "allow_paid_broadcast": True if paid_broadcast else None,
     }
     try:
         return await bot.send_message(chat_id, text, parse_mode=parse_mode, **options)

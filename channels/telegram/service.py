@@ -54,7 +54,7 @@ class TelegramService:
         self.app, self.settings = app, settings
         self.application = build_application(settings)
         bot = self.application.bot
-        pacing = Pacing()
+        pacing = Pacing(overall_per_second=settings.telegram_max_messages_per_second)
         app.add_channel(CustomerChannel(bot, pacing))
         app.add_channel(StaffChannel(bot, pacing, app.db, settings.telegram_staff_chat_id))
         app.activity_signals.append(self.typing)

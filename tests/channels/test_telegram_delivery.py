@@ -170,3 +170,18 @@ def test_failures_are_classified_so_nothing_is_sent_twice(error: Exception, expe
     if isinstance(error, Forbidden | BadRequest):
         assert isinstance(result, Failed)
         assert result.unreachable
+
+
+@pytest.mark.parametrize(("rate", "paid"), [(30.0, False), (200.0, True)])
+async def test_sending_above_the_free_limit_asks_for_paid_broadcasts(
+    fake: FakeTelegram, database_url: str, rate: float, paid: bool
+) -> None:
+    rig = TelegramRig(fake, database_url, telegram_max_messages_per_second=rate)
+    await rig.start(ScriptedModel(turn("Hi Ann!")))
+    try:
+        fake.user_message(ANN, "hello", first_name="Ann")
+        await eventually(lambda: texts(fake, ANN) == ["Hi Ann!"])
+        (sent,) = fake.sent(chat_id=ANN)
+        assert bool(sent.get("allow_paid_broadcast")) is paid
+    finally:
+        await rig.stop()
