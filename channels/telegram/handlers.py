@@ -132,8 +132,6 @@ class TelegramHandlers:
         self.membership = StaffMembership(staff_chat_id, ttl=membership_ttl)
 
     def install(self, application: Application) -> None:  # type: ignore[type-arg]
-        # The webhook server counts its refusals with the same aggregator (it has no App).
-        application.bot_data["refusals"] = self.app.refusals
         places = filters.ChatType.PRIVATE | filters.Chat(self.staff_chat_id)
         application.add_handler(CommandHandler(["agent", "audit"], self.on_admin, filters=places))
         application.add_handler(CallbackQueryHandler(self.on_button, pattern=_CONFIRM))
@@ -143,7 +141,6 @@ class TelegramHandlers:
                 self.on_staff_message,
             )
         )
-        application.add_error_handler(self.on_error)
 
     # Once per update
 
@@ -345,20 +342,6 @@ class TelegramHandlers:
             text = getattr(query.message, "text", "") or ""
             who = visible_line(user.full_name)
             await query.edit_message_text(f"{text}\n\n{result.capitalize()} by {who}.")
-
-    async def on_error(self, update: object, context: Context) -> None:
-        log.error(
-            "handler failed for update %s",
-            getattr(update, "update_id", "?"),
-            exc_info=context.error,
-        )
-        async with self.app.db.transaction() as session:
-            await self.app.audit.append(
-                session,
-                "update_failed",
-                {"error": repr(context.error)[:500]},
-                actor="channel:telegram",
-            )
 
 
 def _replies_to(message: Message, bot_id: int) -> bool:

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from aiohttp import web
 from telegram import Bot, Update
 from telegram.error import NetworkError, RetryAfter, TelegramError
-from telegram.ext import Application
+from telegram.ext import Application, ContextTypes
 
 from bot.audit import AuditLog
 from bot.deadletters import set_aside
 from bot.delivery import RetryPolicy
+from bot.refusals import Refusals
 from bot.store import cursors
 from bot.store.db import Database, is_transient
 from bot.store.inbox import InboundMessage, Stored, record_inbound_batch
@@ -34,6 +35,7 @@ from channels.telegram.sending import retry_seconds
 from channels.telegram.updates import MalformedUpdate, parse_update, payload_bytes, update_id_of
 
 log = logging.getLogger("channels.telegram")
+Context = ContextTypes.DEFAULT_TYPE
 CURSOR_KEY = "telegram:last_update_id"
 POLLER_LEASE = "telegram:poller"
 ADMIN_COMMANDS = ("/agent", "/audit")
@@ -76,6 +78,15 @@ class UpdateIntake:
         notify: Callable[[int], None],
     ) -> None:
         self.db, self.audit, self.application, self.notify = db, audit, application, notify
+        self._failed: dict[int, BaseException] = {}
+        application.add_error_handler(self._on_handler_error)
+
+    async def _on_handler_error(self, update: object, context: Context) -> None:
+        """python-telegram-bot hands a handler's exception here instead of raising it; keep
+        it for `_process`, which decides whether the update is retried or set aside."""
+        update_id = getattr(update, "update_id", None)
+        if isinstance(update_id, int) and context.error is not None:
+            self._failed[update_id] = context.error
 
     async def handle_raw(self, raws: list[object]) -> None:
         """Read and handle raw update JSON in order, setting aside what cannot be read."""
@@ -102,13 +113,23 @@ class UpdateIntake:
         await self._record(pending)
 
     async def _process(self, item: Received) -> None:
+        """Run the update through the handlers. A handler that failed on the database itself
+        fails the batch, so it is read and applied again later (its once-marker was rolled
+        back with it); any other failure sets the update aside."""
+        update_id = item.update.update_id
         try:
             await self.application.process_update(item.update)
-        except Exception as error:
-            if is_transient(error):
-                raise
-            log.exception("update %s: handling failed", item.update.update_id)
-            await self.set_aside(item.raw, "update_failed", f"{type(error).__name__}: {error}")
+            error = self._failed.pop(update_id, None)
+        except Exception as raised:
+            error = raised
+        if error is None:
+            return
+        if is_transient(error):
+            raise error
+        log.error(
+            "update %s: handling failed (%s)", update_id, type(error).__name__, exc_info=error
+        )
+        await self.set_aside(item.raw, "update_failed", f"{type(error).__name__}: {error}")
 
     async def _record(self, pending: list[tuple[Received, InboundMessage]]) -> None:
         if not pending:
@@ -260,6 +281,7 @@ class WebhookServer:
         intake: UpdateIntake,
         audit: AuditLog,
         db: Database,
+        refusals: Refusals,
         *,
         secret: str,
         path: str,
@@ -267,6 +289,7 @@ class WebhookServer:
         port: int,
     ) -> None:
         self.bot, self.intake, self.audit, self.db = bot, intake, audit, db
+        self.refusals = refusals
         self.secret, self.path, self.host, self.port = secret, path or "/", host, port
         self._order = asyncio.Lock()
         self.runner: web.AppRunner | None = None
@@ -275,10 +298,8 @@ class WebhookServer:
         given = request.headers.get(self.SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), self.secret.encode()):
             # Counted and audited once a minute, not per request: anyone can send these.
-            # TelegramHandlers.install puts the App's Refusals in bot_data.
-            refusals = self.intake.application.bot_data["refusals"]
             detail = {"remote": request.remote or ""}
-            await refusals.refuse("telegram:webhook", "wrong or missing secret", detail)
+            await self.refusals.refuse("telegram:webhook", "wrong or missing secret", detail)
             return web.Response(status=403, text="forbidden")
         try:
             raw = json.loads(await request.read())

@@ -8,7 +8,7 @@ from sqlalchemy import delete
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, TelegramError
 
-from bot.staff import STAFF_CHANNEL
+from bot.staff import STAFF_CHANNEL, topic_title
 from bot.store.contacts import get_contact
 from bot.store.db import Database
 from bot.store.models import OutboxItem, StaffPost, StaffThread
@@ -136,7 +136,7 @@ class StaffChannel(Channel):
             if thread is not None and thread.chat_id == self.chat_id:
                 return thread.thread_id
             contact = await get_contact(session, contact_id)
-            title = (contact.name or f"Contact {contact_id}")[:100] + f" #{contact_id}"
+            title = topic_title(contact)
         thread_id = await self._create_topic(title)
         async with self.db.transaction() as session:
             await session.merge(

@@ -84,6 +84,7 @@ class TelegramService:
                 self.intake,
                 self.app.audit,
                 self.app.db,
+                self.app.refusals,
                 secret=secret.get_secret_value(),
                 path=urlparse(url).path,
                 host=self.settings.telegram_webhook_listen,

@@ -10,6 +10,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy.exc import OperationalError
+from telegram import Update
+from telegram.ext import TypeHandler
 
 from bot.store import cursors, deadletters
 from bot.store.models import AuditEvent, DeadLetter, Message, OutboxItem
@@ -18,7 +21,7 @@ from channels.telegram.updates import payload_bytes
 from tests.channels.conftest import texts
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.models import FunctionModel, turn
-from tests.support.telegram_rig import STAFF_CHAT, TelegramRig, eventually
+from tests.support.telegram_rig import ADMIN_ID, STAFF_CHAT, TelegramRig, eventually
 
 ANN, BEN = 501, 502
 SECRET_WORDS = "my private words 7f3a"
@@ -249,3 +252,59 @@ async def test_a_dead_letter_queued_for_retry_is_read_again_by_the_running_bot(
 async def _settled(rig: TelegramRig, ids: list[int]) -> list[DeadLetter]:
     rows = sorted(await rig.rows(DeadLetter, DeadLetter.id.in_(ids)), key=lambda r: r.id)
     return rows if all(r.status in ("retried", "failed_again") for r in rows) else []
+
+
+class Flaky:
+    """A handler ahead of ours that fails on one update: first as `first`, then not at all."""
+
+    def __init__(self, text: str, first: Exception) -> None:
+        self.text, self.first, self.seen = text, first, 0
+
+    async def __call__(self, update: Update, context: object) -> None:
+        message = update.effective_message
+        if message is None or message.text != self.text:
+            return
+        self.seen += 1
+        if self.seen == 1:
+            raise self.first
+
+
+async def _with_flaky_handler(rig: TelegramRig, flaky: Flaky) -> None:
+    assert rig.service is not None
+    rig.service.application.add_handler(TypeHandler(Update, flaky), group=-1)
+
+
+async def test_a_handler_failing_on_the_database_is_read_again_and_applied(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    locked = OperationalError("UPDATE ...", {}, Exception("database is locked"))
+    flaky = Flaky("/agent list", locked)
+    rig = TelegramRig(fake, database_url)
+    await rig.start(_echo())
+    await _with_flaky_handler(rig, flaky)
+    try:
+        fake.user_message(ADMIN_ID, "/agent list", first_name="Ada")
+        await eventually(lambda: flaky.seen == 2, within=20)  # the batch was read again
+        await eventually(lambda: texts(fake, ADMIN_ID), within=20)
+        assert len(texts(fake, ADMIN_ID)) == 1  # and the command answered once
+        assert not await rig.rows(DeadLetter)
+    finally:
+        await rig.stop()
+
+
+async def test_a_handler_failing_on_its_input_sets_the_update_aside(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    flaky = Flaky("/agent list", ValueError("a bug"))
+    rig = TelegramRig(fake, database_url)
+    await rig.start(_echo())
+    await _with_flaky_handler(rig, flaky)
+    try:
+        fake.user_message(ADMIN_ID, "/agent list", first_name="Ada")
+        fake.user_message(ANN, "hello", first_name="Ann")
+        await eventually(lambda: texts(fake, ANN) == ["got it"])
+        (letter,) = await eventually(lambda: rig.rows(DeadLetter))
+        assert letter.kind == "update_failed" and "a bug" in letter.error
+        assert flaky.seen == 1
+    finally:
+        await rig.stop()
