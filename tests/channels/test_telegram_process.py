@@ -112,4 +112,6 @@ async def test_a_restart_after_sigkill_takes_over_within_lease_seconds(
     finally:
         code, log = await _terminate(process)
     assert code == 0, log
-    assert taken_over < 3 + 5, f"took {taken_over:.1f}s"  # lease lapse plus start-up
+    # The lease lapse plus start-up (generous for a loaded machine); the old poller lease alone
+    # kept a successor waiting 60 s.
+    assert taken_over < 3 + 12, f"took {taken_over:.1f}s"
