@@ -28,7 +28,7 @@ from agents.router import choose_agent, open_deal
 from agents.run_state import RunState
 from agents.tools.contact import contact_card
 from agents.tools.executor import ToolExecutor
-from bot.audit import AuditLog
+from bot.audit import AuditLog, Entry
 from bot.errors import RunError, RunTimeout
 from bot.hours import BusinessHours
 from bot.logs import log_context
@@ -352,6 +352,8 @@ class Engine:
         status = "handed_off" if isinstance(result, Handoff) else "finished"
         reason = result.reason if isinstance(result, Handoff) else result.summary
         async with self.db.transaction() as session:
+            if run.unwritten:
+                await self.audit.append_many(session, run.take_unwritten())
             if isinstance(result, Handoff) and not run.dry_run:
                 await hand_off(
                     session,
@@ -391,15 +393,13 @@ class Engine:
         return RunOutcome(run.run_id, run.agent.name, status, reason)
 
     async def _record(self, run: RunState, kind: str, payload: dict[str, Any]) -> None:
+        entry = Entry(kind, payload, run.actor, run.run_id, run.conversation_id)
         async with self.db.transaction() as session:
-            await self.audit.append(
-                session,
-                kind,
-                payload,
-                actor=run.actor,
-                run_id=run.run_id,
-                conversation_id=run.conversation_id,
-            )
+            await self.audit.append_many(session, [*run.take_unwritten(), entry])
 
     async def _record_model_step(self, run: RunState, payload: dict[str, Any]) -> None:
-        await self._record(run, "model_call", payload)
+        """Held back for the transaction of what the model asked for (a tool call, the end of
+        the run): a model call changes nothing by itself, so it needs no commit of its own."""
+        run.unwritten.append(
+            Entry("model_call", payload, run.actor, run.run_id, run.conversation_id)
+        )

@@ -8,6 +8,7 @@ from decimal import Decimal
 from agents.definition import AgentDefinition
 from agents.guardrails import OutputPolicy
 from agents.messages import Usage
+from bot.audit import Entry
 
 
 @dataclass
@@ -35,6 +36,13 @@ class RunState:
     """For a resumed run: the inbound messages it was first started to answer."""
     resumed_with_reply: bool = False
     """A resumed inbound run whose reply was already queued before the restart."""
+    unwritten: list[Entry] = field(default_factory=list)
+    """Audit records (model calls) held back to be written in the transaction of the next
+    state change, which they explain; never later than that."""
+
+    def take_unwritten(self) -> list[Entry]:
+        entries, self.unwritten = self.unwritten, []
+        return entries
 
     @property
     def actor(self) -> str:

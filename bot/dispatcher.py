@@ -87,25 +87,36 @@ class Dispatcher:
             await asyncio.sleep(self.quiet_seconds - waited)
 
     async def _run_leased(self, conversation_id: int) -> None:
+        """Take the conversation's lease and answer its pending messages, run after run.
+
+        Taking the lease and reading what is pending is one transaction, and so is finding
+        nothing more and giving the lease back: the lease is read after it is held (never
+        answering what another worker just answered) and released with the last look.
+        """
+        name = lease_name(conversation_id)
         async with self.db.transaction() as session:
-            leased = await leases.try_acquire(
-                session, lease_name(conversation_id), self.worker_id, self.lease_seconds
-            )
-        if not leased:
-            log.debug("conversation %s is leased by another worker", conversation_id)
-            return
+            if not await leases.try_acquire(session, name, self.worker_id, self.lease_seconds):
+                log.debug("conversation %s is leased by another worker", conversation_id)
+                return
+            pending = await pending_messages(session, conversation_id)
+            if not pending:
+                await leases.release(session, name, self.worker_id)
+                return
+        released = False
         try:
-            while True:
-                async with self.db.transaction() as session:
-                    pending = await pending_messages(session, conversation_id)
-                if not pending:
-                    return
+            while pending:
                 async with self._activity(conversation_id):
                     await self.engine.handle_inbound(conversation_id, pending)
                 self._after_run()
+                async with self.db.transaction() as session:
+                    pending = await pending_messages(session, conversation_id)
+                    if not pending:
+                        await leases.release(session, name, self.worker_id)
+                        released = True
         finally:
-            async with self.db.transaction() as session:
-                await leases.release(session, lease_name(conversation_id), self.worker_id)
+            if not released:
+                async with self.db.transaction() as session:
+                    await leases.release(session, name, self.worker_id)
 
     async def sweep_once(self) -> int:
         """Notify every conversation that has unanswered messages and no driver here."""

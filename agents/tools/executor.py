@@ -23,7 +23,7 @@ from agents.run_state import RunState
 from agents.tools.base import REGISTRY, Control, Tool, ToolOutcome, ToolRefused
 from agents.tools.base import describe_validation_error as describe
 from agents.tools.context import ToolContext
-from bot.audit import AuditLog
+from bot.audit import AuditLog, Entry
 from bot.errors import RepeatedToolCall
 from bot.store.db import Database
 from bot.store.models import ToolInvocation
@@ -128,8 +128,7 @@ class ToolExecutor:
                             result=outcome.result,
                         )
                     )
-            await self.audit.append(
-                session,
+            record = Entry(
                 "tool_call",
                 {
                     "tool": tool.name,
@@ -139,10 +138,11 @@ class ToolExecutor:
                     "replayed": replay is not None,
                     "control": type(outcome.control).__name__ if outcome.control else None,
                 },
-                actor=run.actor,
-                run_id=run.run_id,
-                conversation_id=run.conversation_id,
+                run.actor,
+                run.run_id,
+                run.conversation_id,
             )
+            await self.audit.append_many(session, [*run.take_unwritten(), record])
         content = json.dumps(outcome.result, default=str)
         return Execution(ToolResult(call.id, call.name, content), outcome.control)
 
@@ -151,8 +151,7 @@ class ToolExecutor:
     ) -> Execution:
         log.info("run %s: tool %s refused (%s): %s", run.run_id, call.name, kind, message)
         async with self.db.transaction() as session:
-            await self.audit.append(
-                session,
+            record = Entry(
                 "tool_call",
                 {
                     "tool": call.name,
@@ -161,8 +160,9 @@ class ToolExecutor:
                     "raw_arguments": call.raw_arguments[:500] if call.arguments is None else None,
                     "error": {"type": kind, "message": message, **extra},
                 },
-                actor=run.actor,
-                run_id=run.run_id,
-                conversation_id=run.conversation_id,
+                run.actor,
+                run.run_id,
+                run.conversation_id,
             )
+            await self.audit.append_many(session, [*run.take_unwritten(), record])
         return Execution(_error(call, kind, message, **extra))

@@ -161,6 +161,14 @@ async def test_two_workers_never_run_one_conversation_at_once(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="bot.dispatcher")
     workers = [harness.app.dispatcher, second_process.app.dispatcher]
+    # First a certain contention: one worker holds a run open while the other is told too.
+    probe.gate = gate = asyncio.Event()
+    held = await harness.receive("message held")
+    workers[0].notify(held)
+    await asyncio.wait_for(probe.called.wait(), timeout=5)
+    workers[1].notify(held)
+    await workers[1].idle()
+    gate.set()
     for i in range(8):
         conversation_id = await harness.receive(f"message {i}")
         for dispatcher in workers:
