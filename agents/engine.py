@@ -141,14 +141,22 @@ class Engine:
                 "contact",
                 pending,
             )
+            text = "\n".join(m.text for m in pending)
+            prepared: LoopInput | RunError | None = None
+            if not run.resumed_with_reply and find_trigger(text, agent.handoff_triggers) is None:
+                # What the model will see is read in this transaction too (its watermark is
+                # the run's messages either way): one commit fewer on the hot path.
+                try:
+                    prepared = await self._perceive_in(session, run, True, None, ids)
+                except RunError as error:
+                    prepared = error
         if run.resumed_with_reply:
             # Killed after its reply was queued and before its messages were marked: the
             # reply stands. Messages that came after it get a run of their own.
             answered = [i for i in ids if i in run.answering] or ids
             summary = "resumed after a restart: its reply had already been sent"
             return await self._close(run, Finish(summary), answered)
-        text = "\n".join(m.text for m in pending)
-        return await self._execute(run, ids, trigger_text=text, can_reply=True)
+        return await self._execute(run, ids, trigger_text=text, can_reply=True, prepared=prepared)
 
     async def run_dry(
         self,
@@ -272,6 +280,7 @@ class Engine:
         trigger_text: str,
         can_reply: bool,
         extra_user_text: str | None = None,
+        prepared: LoopInput | RunError | None = None,
     ) -> RunOutcome:
         with log_context(run=run.run_id, agent=run.agent.name, contact=run.contact_id):
             return await self._execute_logged(
@@ -280,6 +289,7 @@ class Engine:
                 trigger_text=trigger_text,
                 can_reply=can_reply,
                 extra_user_text=extra_user_text,
+                prepared=prepared,
             )
 
     async def _execute_logged(
@@ -290,16 +300,26 @@ class Engine:
         trigger_text: str,
         can_reply: bool,
         extra_user_text: str | None,
+        prepared: LoopInput | RunError | None,
     ) -> RunOutcome:
+        """Run the loop on `prepared` (what the model sees, read when the run opened) or on a
+        fresh perception; a trigger word hands off before any of it."""
         trigger = find_trigger(trigger_text, run.agent.handoff_triggers)
         try:
             if trigger is not None:
                 result: Finish | Handoff = Handoff(
                     f"the contact wrote the trigger word '{trigger}'"
                 )
-                await self._record(run, "guardrail", {"trigger": trigger, "model_called": False})
+                guardrail = {"trigger": trigger, "model_called": False}
+                run.unwritten.append(
+                    Entry("guardrail", guardrail, run.actor, run.run_id, run.conversation_id)
+                )
             else:
-                given = await self._perceive(run, can_reply, extra_user_text, message_ids)
+                if isinstance(prepared, RunError):
+                    raise prepared
+                given = prepared or await self._perceive(
+                    run, can_reply, extra_user_text, message_ids
+                )
                 async with asyncio.timeout(self.settings.run_timeout_seconds):
                     result = await self.loop.run(run, given)
         except TimeoutError:
@@ -323,12 +343,24 @@ class Engine:
         self, run: RunState, can_reply: bool, extra_user_text: str | None, answering: list[int]
     ) -> LoopInput:
         async with self.db.transaction() as session:
-            await check_monthly_ceiling(session, run.agent.name, run.agent.budget)
-            contact = await get_contact(session, run.contact_id)
-            card = contact_card(contact)
-            deal = await open_deal(session, contact.id)
-            card["open_deal"] = {"stage": deal.stage, "title": deal.title} if deal else None
-            history = await run_history(session, run.conversation_id, answering, HISTORY_LIMIT)
+            return await self._perceive_in(session, run, can_reply, extra_user_text, answering)
+
+    async def _perceive_in(
+        self,
+        session: AsyncSession,
+        run: RunState,
+        can_reply: bool,
+        extra_user_text: str | None,
+        answering: list[int],
+    ) -> LoopInput:
+        """What the model sees: the contact, the open deal and the run's history, within the
+        monthly ceiling (`BudgetExceeded` otherwise)."""
+        await check_monthly_ceiling(session, run.agent.name, run.agent.budget)
+        contact = await get_contact(session, run.contact_id)
+        card = contact_card(contact)
+        deal = await open_deal(session, contact.id)
+        card["open_deal"] = {"stage": deal.stage, "title": deal.title} if deal else None
+        history = await run_history(session, run.conversation_id, answering, HISTORY_LIMIT)
         provider, model = self.providers.for_agent(run.agent)
         hints: dict[str, Any] = {
             "agent": run.agent.name,
@@ -391,11 +423,6 @@ class Engine:
             )
         log.info("run %s (%s) %s: %s", run.run_id, run.agent.name, status, reason)
         return RunOutcome(run.run_id, run.agent.name, status, reason)
-
-    async def _record(self, run: RunState, kind: str, payload: dict[str, Any]) -> None:
-        entry = Entry(kind, payload, run.actor, run.run_id, run.conversation_id)
-        async with self.db.transaction() as session:
-            await self.audit.append_many(session, [*run.take_unwritten(), entry])
 
     async def _record_model_step(self, run: RunState, payload: dict[str, Any]) -> None:
         """Held back for the transaction of what the model asked for (a tool call, the end of
