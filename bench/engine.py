@@ -5,6 +5,9 @@ loop, tools, audit, outbox) and the outbox worker deliver the replies, and print
 second and per-reply latency. Usage:
 
     python -m bench.engine [--messages 400] [--contacts 40] [--database-url URL]
+
+It also counts the SQL statements and transactions the store ran, per answered message
+(intake, runs, audit and delivery together).
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine as SyncEngine
 
 from agents import catalog
 from agents.definition import TEMPLATES_DIR
@@ -38,6 +46,22 @@ class TimingChannel(Channel):
         return Sent(f"bench-{item.id}")
 
 
+def count_statements() -> Counter[str]:
+    """Count every statement sent to any database by its first word (BEGIN, SELECT, ...),
+    and the commits."""
+    counts: Counter[str] = Counter()
+
+    @event.listens_for(SyncEngine, "before_cursor_execute")
+    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        counts[statement.split(maxsplit=1)[0].upper()] += 1
+
+    @event.listens_for(SyncEngine, "commit")
+    def _commit(_conn: Any) -> None:
+        counts["commits"] += 1
+
+    return counts
+
+
 async def main(messages: int, contacts: int, url: str) -> None:
     settings = Settings(database_url=url, llm_provider="offline", default_agent="lead-qualifying")
     app = App(settings, quiet_seconds=0)
@@ -47,6 +71,7 @@ async def main(messages: int, contacts: int, url: str) -> None:
     async with app.db.transaction() as session:
         await catalog.import_paths(session, [TEMPLATES_DIR])
     delivery = asyncio.create_task(worker.run_forever())
+    counts = count_statements()
     prefix = uuid.uuid4().hex[:8]
     received_at: dict[int, float] = {}
     started = time.perf_counter()
@@ -72,6 +97,11 @@ async def main(messages: int, contacts: int, url: str) -> None:
     print(
         f"{backend}: {messages} messages from {contacts} contacts in {elapsed:.2f}s "
         f"= {messages / elapsed:.0f} msg/s through route+loop+audit+outbox"
+    )
+    print(
+        f"store work per answered message: "
+        f"{(sum(counts.values()) - counts['commits']) / messages:.1f} statements, "
+        f"{counts['commits'] / messages:.1f} committed transactions"
     )
     if latencies:
         q = statistics.quantiles(latencies, n=20)
