@@ -57,6 +57,10 @@ COMMANDS = [
 ]
 _CONFIRM = re.compile(r"^confirm:(\d+):(approve|reject)$")
 ONLY_ADMINS = "Sorry, only admins can use this command."
+EDITS_NOT_PASSED_ON = (
+    "Edits are not passed on: the customer already has the first version. "
+    "Send a new message to correct it."
+)
 ONLY_STAFF = "Not done: only staff can answer customers or change this conversation."
 WHICH_CUSTOMER = (
     "I can't tell which customer this is for. Reply to the handoff summary "
@@ -237,6 +241,11 @@ class TelegramHandlers:
         if refused is not None:
             detail = {"user": user.id, "contact": contact.id}
             await self._refuse(origin, "telegram:staff_topic", refused, detail, ONLY_STAFF)
+            return
+        if update.edited_message is not None:
+            # The customer already has the first version; an edit must not send a second reply
+            # or save a second note.
+            await self._answer(origin, _saying(EDITS_NOT_PASSED_ON))
             return
         staff, contact_id = StaffMember(f"telegram:{user.id}", user.full_name), contact.id
         await self._answer(

@@ -165,3 +165,21 @@ async def test_a_replayed_dry_run_runs_the_agent_at_most_once(line: Line) -> Non
     await line.settle()
     assert _count(line.fake, ADMIN_ID, "Dry run of lead-qualifying") == 1
     assert len(await line.rig.rows(AgentRun, AgentRun.trigger == "test")) == 1
+
+
+async def test_an_edited_note_or_reply_is_not_applied_again(line: Line) -> None:
+    await line.start()
+    thread_id = await _hand_off(line)
+    note = await line.in_topic(STAFFER, "/note call back on Monday", thread_id)
+    reply = await line.in_topic(STAFFER, "We will refund you today.", thread_id)
+    await eventually(lambda: _count(line.fake, ANN, "We will refund you today."))
+
+    for sent, text in ((note, "/note call back on Tuesday"), (reply, "We will refund you soon.")):
+        edit = line.fake.edited_message(sent["message"], text)
+        await line.feed.deliver(edit)
+    await eventually(lambda: _count(line.fake, STAFF_CHAT, "Edits are not passed on") == 2)
+    await line.settle()
+
+    [contact] = await line.rig.rows(Contact)
+    assert [n["text"] for n in contact.custom_fields["staff_notes"]] == ["call back on Monday"]
+    assert _count(line.fake, ANN, "refund") == 1  # the customer got the first version only
