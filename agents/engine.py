@@ -28,7 +28,7 @@ from agents.router import choose_agent, open_deal
 from agents.run_state import RunState
 from agents.tools.contact import contact_card
 from agents.tools.executor import ToolExecutor
-from bot.audit import AuditLog, Entry
+from bot.audit import AuditLog
 from bot.errors import RunError, RunTimeout
 from bot.hours import BusinessHours
 from bot.logs import log_context
@@ -311,9 +311,7 @@ class Engine:
                     f"the contact wrote the trigger word '{trigger}'"
                 )
                 guardrail = {"trigger": trigger, "model_called": False}
-                run.unwritten.append(
-                    Entry("guardrail", guardrail, run.actor, run.run_id, run.conversation_id)
-                )
+                run.unwritten.append(run.entry("guardrail", guardrail))
             else:
                 if isinstance(prepared, RunError):
                     raise prepared
@@ -427,6 +425,4 @@ class Engine:
     async def _record_model_step(self, run: RunState, payload: dict[str, Any]) -> None:
         """Held back for the transaction of what the model asked for (a tool call, the end of
         the run): a model call changes nothing by itself, so it needs no commit of its own."""
-        run.unwritten.append(
-            Entry("model_call", payload, run.actor, run.run_id, run.conversation_id)
-        )
+        run.unwritten.append(run.entry("model_call", payload))

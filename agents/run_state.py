@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from agents.definition import AgentDefinition
 from agents.guardrails import OutputPolicy
@@ -39,6 +40,10 @@ class RunState:
     unwritten: list[Entry] = field(default_factory=list)
     """Audit records (model calls) held back to be written in the transaction of the next
     state change, which they explain; never later than that."""
+
+    def entry(self, kind: str, payload: dict[str, Any]) -> Entry:
+        """An audit record of this run, by its agent, about its conversation."""
+        return Entry(kind, payload, self.actor, self.run_id, self.conversation_id)
 
     def take_unwritten(self) -> list[Entry]:
         entries, self.unwritten = self.unwritten, []

@@ -72,6 +72,11 @@ _Command = Callable[[AsyncSession, Admin, list[str], str], Awaitable[str]]
 """A one-transaction `/agent` subcommand: (session, admin, its words, the whole text)."""
 
 
+def _refusal(error: ConfigurationError) -> str:
+    """The reply to a command that could not be done: its usage line, or why not."""
+    return str(error) if isinstance(error, UsageError) else f"Not done: {error}"
+
+
 def _words(text: str) -> list[str]:
     try:
         return shlex.split(text)
@@ -171,10 +176,8 @@ class AdminCommands:
         try:
             async with session.begin_nested():
                 reply = await command(session, admin, words[1:], text)
-        except UsageError as error:
-            reply = str(error)
         except ConfigurationError as error:
-            reply = f"Not done: {error}"
+            reply = _refusal(error)
         await self._audit_command(session, admin, f"/agent {text}", reply)
         return reply
 
@@ -182,10 +185,8 @@ class AdminCommands:
         """`/agent test NAME TEXT`: a dry run of the agent, in transactions of its own."""
         try:
             reply = await self._test(admin, _words(text)[1:], text)
-        except UsageError as error:
-            reply = str(error)
         except ConfigurationError as error:
-            reply = f"Not done: {error}"
+            reply = _refusal(error)
         async with self.db.transaction() as session:
             await self._audit_command(session, admin, f"/agent {text}", reply)
         return reply

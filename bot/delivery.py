@@ -116,13 +116,14 @@ class OutboxWorker:
         if not items:
             return 0
         if self._lease is not None:
-            await self._lease.hold()  # before any claim, so a claim never outlives its lease
+            # Before any claim, so a claim never outlives its lease. Taken once and then kept
+            # by the heartbeat (and released when the worker stops), not taken and given back
+            # every pass: that would be two commits more on every delivery.
+            await self._lease.renew_if_due()
         paced: dict[int, float] = {}
         outcomes = await asyncio.gather(
             *(self._work(item, paced) for item in items), return_exceptions=True
         )
-        if self._lease is not None:
-            await self._lease.release()  # nothing of ours is in flight any more
         for item, outcome in zip(items, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 log.error("outbox %s: delivery step failed", item.id, exc_info=outcome)
@@ -233,15 +234,20 @@ class OutboxWorker:
 
     async def run_forever(self) -> None:
         """Deliver until `stop()`; a pass in progress always finishes (no send is cut off)."""
-        while not self._stopping:
-            try:
-                while await self.deliver_due() and not self._stopping:
-                    pass
-            except Exception:
-                log.exception("outbox pass failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-            self._wake.clear()
+        try:
+            while not self._stopping:
+                try:
+                    while await self.deliver_due() and not self._stopping:
+                        pass
+                except Exception:
+                    log.exception("outbox pass failed; retrying")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                self._wake.clear()
+        finally:
+            if self._lease is not None:
+                with contextlib.suppress(Exception):
+                    await self._lease.release()  # nothing of ours is in flight any more
 
     def stop(self) -> None:
         """Ask `run_forever` to return after the delivery pass it is in."""

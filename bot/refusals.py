@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.audit import AuditLog
+from bot.audit import AuditLog, Entry
 from bot.store.db import Database
 
 log = logging.getLogger("bot.refusals")
@@ -41,8 +41,8 @@ class _Count:
     def add(self, at: float, detail: dict[str, Any] | None) -> None:
         self.count += 1
         self.last_at = max(self.last_at, at)
-        if detail and len(self.samples) < SAMPLES and detail not in self.samples:
-            self.samples.append(detail)
+        if detail:
+            self._sample(detail)
 
     def merge(self, other: _Count) -> None:
         self.count += other.count
@@ -51,8 +51,11 @@ class _Count:
             max(self.last_at, other.last_at),
         )
         for sample in other.samples:
-            if len(self.samples) < SAMPLES and sample not in self.samples:
-                self.samples.append(sample)
+            self._sample(sample)
+
+    def _sample(self, detail: dict[str, Any]) -> None:
+        if len(self.samples) < SAMPLES and detail not in self.samples:
+            self.samples.append(detail)
 
 
 def _iso(seconds: float) -> str:
@@ -100,9 +103,9 @@ class Refusals:
         if not due:
             return True
         try:
+            entries = [Entry("refused", _payload(key, count), key[0]) for key, count in due.items()]
             async with self.db.transaction() as session:
-                for key, count in due.items():
-                    await self.audit.append(session, "refused", _payload(key, count), actor=key[0])
+                await self.audit.append_many(session, entries)
         except Exception:
             log.exception("could not audit %d refusal counts; keeping them", len(due))
             self._put_back(due)

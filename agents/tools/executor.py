@@ -23,10 +23,11 @@ from agents.run_state import RunState
 from agents.tools.base import REGISTRY, Control, Tool, ToolOutcome, ToolRefused
 from agents.tools.base import describe_validation_error as describe
 from agents.tools.context import ToolContext
-from bot.audit import AuditLog, Entry
+from bot.audit import AuditLog
 from bot.errors import RepeatedToolCall
 from bot.store.db import Database
 from bot.store.models import ToolInvocation
+from bot.store.runs import call_signature, canonical_arguments
 
 log = logging.getLogger("agents.tools")
 ALWAYS_ALLOWED = ("finish",)
@@ -39,10 +40,6 @@ class Execution:
 
     result: ToolResult
     control: Control | None = None
-
-
-def _canonical(arguments: dict[str, Any]) -> str:
-    return json.dumps(arguments, sort_keys=True, default=str, separators=(",", ":"))
 
 
 def _error(call: ToolCall, kind: str, message: str, **extra: Any) -> ToolResult:
@@ -81,7 +78,7 @@ class ToolExecutor:
             return await self._refuse(
                 run, call, "invalid_arguments", detail["message"], problems=detail["problems"]
             )
-        canonical = _canonical(args.model_dump(mode="json"))
+        canonical = canonical_arguments(args.model_dump(mode="json"))
         self._count(run, call.name, canonical)
         try:
             return await self._run(run, tool, call, args, canonical)
@@ -89,7 +86,7 @@ class ToolExecutor:
             return await self._refuse(run, call, refused.kind, refused.message)
 
     def _count(self, run: RunState, name: str, canonical: str) -> None:
-        signature = f"{name}:{canonical}"
+        signature = call_signature(name, canonical)
         run.call_counts[signature] = run.call_counts.get(signature, 0) + 1
         if run.call_counts[signature] > MAX_IDENTICAL_CALLS:
             raise RepeatedToolCall(
@@ -128,7 +125,7 @@ class ToolExecutor:
                             result=outcome.result,
                         )
                     )
-            record = Entry(
+            record = run.entry(
                 "tool_call",
                 {
                     "tool": tool.name,
@@ -138,9 +135,6 @@ class ToolExecutor:
                     "replayed": replay is not None,
                     "control": type(outcome.control).__name__ if outcome.control else None,
                 },
-                run.actor,
-                run.run_id,
-                run.conversation_id,
             )
             await self.audit.append_many(session, [*run.take_unwritten(), record])
         content = json.dumps(outcome.result, default=str)
@@ -151,7 +145,7 @@ class ToolExecutor:
     ) -> Execution:
         log.info("run %s: tool %s refused (%s): %s", run.run_id, call.name, kind, message)
         async with self.db.transaction() as session:
-            record = Entry(
+            record = run.entry(
                 "tool_call",
                 {
                     "tool": call.name,
@@ -160,9 +154,6 @@ class ToolExecutor:
                     "raw_arguments": call.raw_arguments[:500] if call.arguments is None else None,
                     "error": {"type": kind, "message": message, **extra},
                 },
-                run.actor,
-                run.run_id,
-                run.conversation_id,
             )
             await self.audit.append_many(session, [*run.take_unwritten(), record])
         return Execution(_error(call, kind, message, **extra))

@@ -59,9 +59,15 @@ def _count(found: Progress, kind: str, payload: dict[str, Any]) -> None:
         if error.get("type") == "blocked_by_policy":
             found.policy_blocks += 1
         if error.get("type") not in _UNPARSED and payload.get("arguments") is not None:
-            signature = f"{payload['tool']}:{_canonical(payload['arguments'])}"
+            signature = call_signature(payload["tool"], canonical_arguments(payload["arguments"]))
             found.call_counts[signature] = found.call_counts.get(signature, 0) + 1
 
 
-def _canonical(arguments: dict[str, Any]) -> str:
+def canonical_arguments(arguments: dict[str, Any]) -> str:
+    """A tool call's arguments as one string: the same call always gives the same string."""
     return json.dumps(arguments, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def call_signature(tool: str, canonical: str) -> str:
+    """What a run counts identical calls by (see `RunState.call_counts`)."""
+    return f"{tool}:{canonical}"

@@ -30,6 +30,7 @@ from bot.store import cursors
 from bot.store.db import Database, is_transient
 from bot.store.inbox import InboundMessage, Stored, record_inbound_batch
 from bot.store.leases import Lease
+from channels.telegram.commands import parse_command
 from channels.telegram.normalize import CHANNEL, inbound_from_update
 from channels.telegram.sending import retry_seconds
 from channels.telegram.updates import MalformedUpdate, parse_update, payload_bytes, update_id_of
@@ -45,8 +46,6 @@ ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_membe
 def is_admin_command(update: Update) -> bool:
     """An admin command (in any case, `/Agent@Bot` too, as Telegram's clients match them);
     a bot's message never is one."""
-    from channels.telegram.commands import parse_command  # kept here: one function changed
-
     message = update.message
     if message is None or (message.from_user is not None and message.from_user.is_bot):
         return False
@@ -119,9 +118,9 @@ class UpdateIntake:
         update_id = item.update.update_id
         try:
             await self.application.process_update(item.update)
-            error = self._failed.pop(update_id, None)
         except Exception as raised:
-            error = raised
+            self._failed[update_id] = raised
+        error = self._failed.pop(update_id, None)
         if error is None:
             return
         if is_transient(error):

@@ -37,8 +37,7 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
     builder: ApplicationBuilder = (  # type: ignore[type-arg]
         Application.builder()
         .token(settings.telegram_bot_token.get_secret_value())
-        .updater(None)
-        .get_updates_read_timeout(POLL_TIMEOUT + 10)
+        .updater(None)  # the Poller reads getUpdates itself, with its own read timeout
     )
     if settings.telegram_base_url:
         base = settings.telegram_base_url.rstrip("/")
