@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agents.definition import Budget
 from agents.messages import Usage
 from agents.run_state import RunState
-from bot.errors import BudgetExceeded
+from bot.core.errors import BudgetExceeded
 from bot.store.models import AgentRun
 from bot.store.types import utcnow
 

@@ -18,7 +18,7 @@ from agents.definition import (
     parse_definition,
     update_field,
 )
-from bot.errors import ConfigurationError, NotFoundError
+from bot.core.errors import ConfigurationError, NotFoundError
 from bot.store.db import Database
 from bot.store.models import AgentDefinitionRow
 from bot.store.types import utcnow

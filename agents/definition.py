@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.errors import ConfigurationError
+from bot.core.errors import ConfigurationError
 
 TOOL_NAMES = (
     "send_message",

@@ -24,7 +24,7 @@ from agents.providers.base import Provider
 from agents.run_state import RunState
 from agents.tools.base import FinishRequest, HandoffRequest
 from agents.tools.executor import Execution, ToolExecutor
-from bot.errors import ModelBehaviorError, StepLimitExceeded
+from bot.core.errors import ModelBehaviorError, StepLimitExceeded
 
 log = logging.getLogger("agents.loop")
 EMPTY_ANSWER_NUDGE = (

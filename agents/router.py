@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agents import catalog
 from agents.catalog import StoredAgent
 from agents.definition import AgentDefinition, Match
-from bot.errors import NotFoundError
+from bot.core.errors import NotFoundError
 from bot.store.models import Contact, Conversation, Deal
 
 log = logging.getLogger("agents.router")

@@ -9,7 +9,7 @@ from typing import Any
 from agents.definition import AgentDefinition
 from agents.guardrails import OutputPolicy
 from agents.messages import Usage
-from bot.audit import Entry
+from bot.store.audit import Entry
 
 
 @dataclass

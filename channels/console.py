@@ -12,7 +12,7 @@ import sys
 import uuid
 from typing import TextIO
 
-from bot.app import App
+from bot.app.wiring import App
 from bot.store.contacts import Identity
 from bot.store.inbox import InboundMessage, record_inbound
 from bot.store.models import OutboxItem

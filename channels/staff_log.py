@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.staff import STAFF_CHANNEL
+from bot.desk.staff import STAFF_CHANNEL
 from bot.store.models import OutboxItem
 from channels.base import Channel, DeliveryResult, Sent
 

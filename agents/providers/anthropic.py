@@ -27,8 +27,8 @@ from agents.providers.retry import (
     RetryableProviderError,
     parse_retry_after,
 )
-from bot.errors import ProviderError
-from bot.redact import Redactor
+from bot.core.errors import ProviderError
+from bot.core.redact import Redactor
 
 Role = Literal["user", "assistant"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.errors import ConfigurationError
+from bot.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from agents.providers.base import Provider
-    from bot.settings import Settings
+    from bot.core.settings import Settings
 
 PROVIDER_NAMES = ("openai", "anthropic", "gemini", "offline")
 

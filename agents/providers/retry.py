@@ -22,7 +22,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from bot.errors import ProviderError
+from bot.core.errors import ProviderError
 
 log = logging.getLogger("agents.providers")
 T = TypeVar("T")

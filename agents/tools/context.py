@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.run_state import RunState
 from agents.tools.base import ToolRefused
-from bot.audit import AuditLog
+from bot.store.audit import AuditLog
 
 
 @dataclass(frozen=True, slots=True)

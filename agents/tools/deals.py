@@ -12,7 +12,7 @@ from sqlalchemy import select
 from agents.router import open_deal
 from agents.tools.base import ToolArgs, ToolOutcome, ToolRefused, tool
 from agents.tools.context import ToolContext
-from bot.staff import notify_staff
+from bot.desk.staff import notify_staff
 from bot.store.contacts import get_contact
 from bot.store.models import Deal, Meeting, Message, PendingConfirmation
 from bot.store.types import utcnow

@@ -23,8 +23,8 @@ from agents.run_state import RunState
 from agents.tools.base import REGISTRY, Control, Tool, ToolOutcome, ToolRefused
 from agents.tools.base import describe_validation_error as describe
 from agents.tools.context import ToolContext
-from bot.audit import AuditLog
-from bot.errors import RepeatedToolCall
+from bot.core.errors import RepeatedToolCall
+from bot.store.audit import AuditLog
 from bot.store.db import Database
 from bot.store.models import ToolInvocation
 from bot.store.runs import call_signature, canonical_arguments

@@ -11,7 +11,7 @@ from agents.guardrails import promises_handoff
 from agents.run_state import RunState
 from agents.tools.base import HandoffRequest, ToolArgs, ToolOutcome, ToolRefused, tool
 from agents.tools.context import ToolContext
-from bot.errors import GuardrailTripped
+from bot.core.errors import GuardrailTripped
 from bot.store import outbox
 from bot.store.contacts import address_on
 from bot.store.models import Contact

@@ -10,7 +10,7 @@ from sqlalchemy import RowMapping, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.errors import NotFoundError
+from bot.core.errors import NotFoundError
 from bot.store.models import ChannelIdentity, Contact
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.errors import NotFoundError
+from bot.core.errors import NotFoundError
 from bot.store.models import Conversation
 from bot.store.types import utcnow
 

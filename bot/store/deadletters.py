@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.errors import NotFoundError
+from bot.core.errors import NotFoundError
 from bot.store.dialect import dialect_insert
 from bot.store.models import DeadLetter
 from bot.store.types import utcnow

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import aioimaplib
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.delivery import RetryPolicy
+from bot.app.delivery import RetryPolicy
 from bot.store import cursors
 from bot.store.db import Database, is_transient
 from bot.store.leases import Lease

@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.audit import AuditLog
-from bot.deadletters import set_aside
-from bot.delivery import alert_staff
+from bot.app.delivery import alert_staff
+from bot.desk.deadletters import set_aside
 from bot.store import outbox
+from bot.store.audit import AuditLog
 from bot.store.contacts import Identity
 from bot.store.inbox import InboundMessage, is_known, record_inbound
 from bot.store.models import Contact, OutboxItem, RawEmail

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from bot.app import App
-from bot.deadletters import Retrier
-from bot.delivery import RetryPolicy
-from bot.settings import Settings
+from bot.app.delivery import RetryPolicy
+from bot.app.wiring import App
+from bot.core.settings import Settings
+from bot.desk.deadletters import Retrier
 from bot.store.models import DeadLetter
 from channels.email.compose import Sender
 from channels.email.imap import MailboxConfig, MailboxReader

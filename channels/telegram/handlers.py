@@ -26,10 +26,10 @@ from telegram import BotCommand, Message, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 from telegram.ext import MessageHandler as TgMessageHandler
 
-from bot.admin import Admin, AdminCommands
-from bot.app import App
-from bot.safe_text import visible, visible_line
-from bot.staff import (
+from bot.app.admin import Admin, AdminCommands
+from bot.app.wiring import App
+from bot.core.safe_text import visible, visible_line
+from bot.desk.staff import (
     StaffMember,
     add_note,
     decide,

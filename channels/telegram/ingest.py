@@ -22,14 +22,14 @@ from telegram import Bot, Update
 from telegram.error import NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes
 
-from bot.audit import AuditLog
-from bot.deadletters import set_aside
-from bot.delivery import RetryPolicy
-from bot.refusals import Refusals
+from bot.app.delivery import RetryPolicy
+from bot.desk.deadletters import set_aside
 from bot.store import cursors
+from bot.store.audit import AuditLog
 from bot.store.db import Database, is_transient
 from bot.store.inbox import InboundMessage, Stored, record_inbound_batch
 from bot.store.leases import Lease
+from bot.store.refusals import Refusals
 from channels.telegram.commands import parse_command
 from channels.telegram.normalize import CHANNEL, inbound_from_update
 from channels.telegram.sending import retry_seconds

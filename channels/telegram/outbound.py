@@ -8,7 +8,7 @@ from sqlalchemy import delete
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, TelegramError
 
-from bot.staff import STAFF_CHANNEL, topic_title
+from bot.desk.staff import STAFF_CHANNEL, topic_title
 from bot.store.contacts import get_contact
 from bot.store.db import Database
 from bot.store.models import OutboxItem, StaffPost, StaffThread

@@ -13,10 +13,10 @@ from telegram.constants import ChatAction
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.admin import AdminCommands
-from bot.app import App
-from bot.deadletters import Retrier
-from bot.settings import Settings
+from bot.app.admin import AdminCommands
+from bot.app.wiring import App
+from bot.core.settings import Settings
+from bot.desk.deadletters import Retrier
 from bot.store.contacts import address_on
 from bot.store.conversations import get_conversation
 from bot.store.models import DeadLetter
@@ -57,7 +57,7 @@ class TelegramService:
         app.add_channel(CustomerChannel(bot, pacing))
         app.add_channel(StaffChannel(bot, pacing, app.db, settings.telegram_staff_chat_id))
         app.activity_signals.append(self.typing)
-        self.admins = AdminCommands(app.db, app.audit, app.engine)
+        self.admins = AdminCommands(app.db, app.audit, app.runner)
         TelegramHandlers(
             app,
             self.admins,

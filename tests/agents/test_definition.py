@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agents.definition import TEMPLATES_DIR, load_definition_file, parse_definition, update_field
-from bot.errors import ConfigurationError
+from bot.core.errors import ConfigurationError
 from tests.support.harness import BASE_AGENT
 
 SHIPPED = {

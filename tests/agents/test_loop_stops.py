@@ -116,7 +116,7 @@ async def test_wall_clock_timeout_hands_off(database_url: str) -> None:
 
 
 async def test_provider_failure_hands_off_instead_of_silence(harness: Harness) -> None:
-    from bot.errors import ProviderError
+    from bot.core.errors import ProviderError
 
     def broken(request: ModelRequest) -> ModelTurn:
         raise ProviderError("upstream 503 after retries", retryable=True)

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from bot.audit import verify_chain
-from bot.audit_view import render_run
-from bot.logs import configure_logging
+from bot.app.audit_view import render_run
+from bot.core.logs import configure_logging
+from bot.store.audit import verify_chain
 from bot.store.models import AgentRun, AuditEvent
 from tests.support.harness import Harness
 from tests.support.models import ScriptedModel, call, turn

@@ -22,7 +22,7 @@ async def _pending(h: Harness, conversation_id: int) -> list[Message]:
 
 async def _run_until_killed(h: Harness, conversation_id: int) -> None:
     with pytest.raises(Killed):
-        await h.app.engine.handle_inbound(conversation_id, await _pending(h, conversation_id))
+        await h.app.runner.handle_inbound(conversation_id, await _pending(h, conversation_id))
 
 
 async def _successor(database_url: str) -> Harness:
@@ -49,13 +49,13 @@ async def test_a_run_killed_after_its_reply_was_queued_does_not_reply_again(
     answers = FunctionModel(lambda request: turn("Yes, email is built in."))
     successor.use_model(answers)
     try:
-        first = await successor.app.engine.handle_inbound(
+        first = await successor.app.runner.handle_inbound(
             conversation_id, await _pending(successor, conversation_id)
         )
         assert first.status == "finished" and "already been sent" in first.reason
         left = await _pending(successor, conversation_id)
         assert [m.text for m in left] == ["and do you integrate with email?"]
-        await successor.app.engine.handle_inbound(conversation_id, left)
+        await successor.app.runner.handle_inbound(conversation_id, left)
         texts = [i.text for i in await successor.rows(OutboxItem, OutboxItem.channel == "console")]
         assert texts == ["Our plans start at the basic tier.", "Yes, email is built in."]
         assert len(answers.requests) == 1  # only the new message cost a model call
@@ -82,7 +82,7 @@ async def test_a_resumed_run_keeps_the_steps_it_had_used(
     )
     successor.use_model(endless)
     try:
-        outcome = await successor.app.engine.handle_inbound(
+        outcome = await successor.app.runner.handle_inbound(
             conversation_id, await _pending(successor, conversation_id)
         )
         assert outcome.status == "handed_off" and "step limit" in outcome.reason

@@ -27,7 +27,7 @@ async def test_a_message_recorded_as_a_run_starts_is_answered_by_the_next_run_on
     taken = await _pending(harness, conversation_id)
     await harness.receive("second question")  # lands between the pending read and the run
 
-    await harness.app.engine.handle_inbound(conversation_id, taken)
+    await harness.app.runner.handle_inbound(conversation_id, taken)
 
     (first,) = model.requests
     assert "first question" in _user_texts(first)
@@ -35,7 +35,7 @@ async def test_a_message_recorded_as_a_run_starts_is_answered_by_the_next_run_on
     (left,) = await _pending(harness, conversation_id)
     assert left.text == "second question"
 
-    await harness.app.engine.handle_inbound(conversation_id, [left])
+    await harness.app.runner.handle_inbound(conversation_id, [left])
     await harness.app.flush_outbox()
     second = model.requests[1]
     assert "second question" in _user_texts(second)
@@ -53,10 +53,10 @@ async def test_a_trigger_word_in_a_message_that_arrives_mid_run_is_never_missed(
     taken = await _pending(harness, conversation_id)
     await harness.receive("actually I want a refund")
 
-    await harness.app.engine.handle_inbound(conversation_id, taken)
+    await harness.app.runner.handle_inbound(conversation_id, taken)
     assert "refund" not in _user_texts(model.requests[0])  # the model never saw it unchecked
 
-    outcome = await harness.app.engine.handle_inbound(
+    outcome = await harness.app.runner.handle_inbound(
         conversation_id, await _pending(harness, conversation_id)
     )
     assert outcome.status == "handed_off"

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from bot.staff import StaffMember, reply_to_customer
+from bot.desk.staff import StaffMember, reply_to_customer
 from bot.store.models import Contact, Conversation, Message, OutboxItem, StaffThread
 from tests.channels.conftest import texts
 from tests.support.email_rig import EmailRig, echo_model

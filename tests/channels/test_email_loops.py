@@ -198,7 +198,7 @@ async def _automatic_attempts(email_rig: EmailRig, expected: int) -> bool:
 async def test_staff_replies_are_never_capped(
     database_url: str, dovecot_server: Dovecot, mail_user: MailUser, smtp: SmtpSink
 ) -> None:
-    from bot.staff import StaffMember, reply_to_customer
+    from bot.desk.staff import StaffMember, reply_to_customer
 
     email_rig = EmailRig(
         database_url, dovecot_server, mail_user, smtp, email_autoreply_cap_per_hour=1

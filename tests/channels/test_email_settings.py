@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot.app import App
-from bot.errors import ConfigurationError
-from bot.settings import load_settings
+from bot.app.wiring import App
+from bot.core.errors import ConfigurationError
+from bot.core.settings import load_settings
 from channels.email.service import EMAIL_RETRY, EmailService
 
 COMPLETE: dict[str, Any] = {

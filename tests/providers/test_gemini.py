@@ -7,7 +7,7 @@ import pytest
 
 from agents.messages import AssistantTurn, ToolCall, ToolResult, Usage, UserText
 from agents.providers.retry import RetryableProviderError
-from bot.errors import ProviderError
+from bot.core.errors import ProviderError
 from tests.providers.scenario import Case, ask, stored
 from tests.providers.stub_server import Reply
 from tests.providers.wire import INPUT_TOKENS, OUTPUT_TOKENS, GeminiWire

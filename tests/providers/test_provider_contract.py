@@ -12,7 +12,7 @@ import pytest
 
 from agents.messages import AssistantTurn, ToolCall, ToolResult, Usage, UserText
 from agents.providers.retry import Backoff, RetryableProviderError
-from bot.errors import ConfigurationError, ProviderError
+from bot.core.errors import ConfigurationError, ProviderError
 from tests.providers.scenario import (
     COMPANY_SCHEMA,
     CONTACT_SCHEMA,

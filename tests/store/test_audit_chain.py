@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from bot.audit import AuditLog, ChainProblem, seal, verify_chain, verify_trail
-from bot.redact import Redactor
+from bot.core.redact import Redactor
+from bot.store.audit import AuditLog, ChainProblem, seal, verify_chain, verify_trail
 from bot.store.db import Database
 from bot.store.models import AuditChain, AuditEvent
 

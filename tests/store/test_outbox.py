@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.audit import verify_chain
 from bot.store import outbox
+from bot.store.audit import verify_chain
 from bot.store.db import Database
 from bot.store.models import AuditEvent, Contact, Message, OutboxItem
 from channels.base import Channel, DeliveryResult, Failed, RetryLater, Sent, Unknown

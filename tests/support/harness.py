@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from agents import catalog
 from agents.definition import AgentDefinition, parse_definition
-from agents.engine import RunOutcome
 from agents.providers.base import Provider
-from bot.app import App
-from bot.settings import Settings
+from agents.runner import RunOutcome
+from bot.app.wiring import App
+from bot.core.settings import Settings
 from bot.store.contacts import Identity
 from bot.store.inbox import InboundMessage, pending_messages, record_inbound
 from bot.store.models import Base
@@ -92,7 +92,7 @@ class Harness:
         conversation_id = await self.receive(text, contact)
         async with self.db.transaction() as session:
             pending = await pending_messages(session, conversation_id)
-        outcome = await self.app.engine.handle_inbound(conversation_id, pending)
+        outcome = await self.app.runner.handle_inbound(conversation_id, pending)
         await self.app.flush_outbox()
         return outcome
 

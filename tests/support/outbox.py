@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from bot.audit import AuditLog
-from bot.delivery import OutboxWorker, RetryPolicy
+from bot.app.delivery import OutboxWorker, RetryPolicy
 from bot.store import outbox
+from bot.store.audit import AuditLog
 from bot.store.db import Database
 from bot.store.models import Contact, Conversation, Lease, OutboxItem
 from bot.store.types import utcnow

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from agents import catalog
 from agents.definition import TEMPLATES_DIR
 from agents.providers.base import Provider
-from bot.app import App, serve
-from bot.delivery import RetryPolicy
-from bot.settings import Settings
+from bot.app.delivery import RetryPolicy
+from bot.app.wiring import App, serve
+from bot.core.settings import Settings
 from bot.store.models import Base
 from channels.telegram.service import TelegramService
 from tests.support.fake_telegram import FakeTelegram

@@ -1,0 +1,428 @@
+"""The engine: one run of one agent for one conversation, start to audited end.
+
+It routes the conversation, opens (or resumes) the run record, checks handoff triggers and the
+monthly ceiling before any model call, runs the loop under the wall-clock cap, and turns every
+stop condition into a handoff with the reason, so a run never ends in silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agents.budget import Price, check_monthly_ceiling, price_for
+from agents.definition import AgentDefinition
+from agents.guardrails import OutputPolicy, find_trigger
+from agents.loop import AgentLoop, Finish, Handoff, LoopInput
+from agents.messages import Usage
+from agents.prompt import history_messages, system_prompt
+from agents.providers.base import Provider
+from agents.providers.registry import build_provider
+from agents.router import choose_agent, open_deal
+from agents.run_state import RunState
+from agents.tools.contact import contact_card
+from agents.tools.executor import ToolExecutor
+from bot.core.errors import RunError, RunTimeout
+from bot.core.hours import BusinessHours
+from bot.core.logs import log_context
+from bot.core.settings import Settings
+from bot.desk.handoff import hand_off
+from bot.desk.staff import copy_to_staff
+from bot.store import runs
+from bot.store.audit import AuditLog
+from bot.store.contacts import get_contact
+from bot.store.conversations import get_conversation
+from bot.store.db import Database
+from bot.store.inbox import mark_handled, run_history
+from bot.store.models import AgentRun, Message
+from bot.store.types import utcnow
+
+log = logging.getLogger("agents.engine")
+HISTORY_LIMIT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended."""
+
+    run_id: str | None
+    agent: str | None
+    status: str
+    """finished | handed_off | skipped"""
+    reason: str = ""
+
+
+class ProviderPool:
+    """One provider object per provider name, built on first use and closed at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._providers: dict[str, Provider] = {}
+
+    def register(self, name: str, provider: Provider) -> None:
+        """Use `provider` for `name` instead of building one from settings."""
+        self._providers[name] = provider
+
+    def for_agent(self, agent: AgentDefinition) -> tuple[Provider, str]:
+        name = agent.provider or self.settings.llm_provider or "offline"
+        if name not in self._providers:
+            self._providers[name] = build_provider(self.settings, name)
+        return self._providers[name], agent.model or self.settings.model_for(name)
+
+    def price(self, model: str) -> Price:
+        s = self.settings
+        if s.llm_price_input_per_mtok is None or s.llm_price_output_per_mtok is None:
+            return price_for(model)
+        return price_for(model, Price(s.llm_price_input_per_mtok, s.llm_price_output_per_mtok))
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+
+
+class AgentRunner:
+    """Runs agents for conversations; callers hold the conversation's lease."""
+
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        settings: Settings,
+        providers: ProviderPool | None = None,
+    ) -> None:
+        self.db, self.audit, self.settings = db, audit, settings
+        self.providers = providers or ProviderPool(settings)
+        self.executor = ToolExecutor(db, audit)
+        self.hours = BusinessHours(settings.business_hours, settings.business_timezone)
+        self.loop = AgentLoop(self.executor, self._record_model_step)
+
+    async def handle_inbound(self, conversation_id: int, pending: list[Message]) -> RunOutcome:
+        """Answer the conversation's pending inbound messages with one run."""
+        ids = [m.id for m in pending]
+        async with self.db.transaction() as session:
+            conversation = await get_conversation(session, conversation_id)
+            if conversation.state != "bot":
+                for message in pending:
+                    await copy_to_staff(session, message)
+                await mark_handled(session, ids, None)
+                await self.audit.append(
+                    session,
+                    "inbound_while_with_staff",
+                    {"message_ids": ids},
+                    actor="engine",
+                    conversation_id=conversation_id,
+                )
+                return RunOutcome(None, None, "skipped", f"conversation is {conversation.state}")
+            contact = await get_contact(session, conversation.contact_id)
+            agent = await choose_agent(session, conversation, contact, self.settings.default_agent)
+            if agent is None:
+                await mark_handled(session, ids, None)
+                await hand_off(
+                    session,
+                    self.audit,
+                    hours=self.hours,
+                    conversation_id=conversation_id,
+                    reason="no agent is enabled for this conversation",
+                    actor="engine",
+                )
+                return RunOutcome(None, None, "handed_off", "no agent available")
+            run = await self._open_run(
+                session,
+                agent,
+                conversation_id,
+                contact.id,
+                conversation.channel,
+                "inbound",
+                "contact",
+                pending,
+            )
+            text = "\n".join(m.text for m in pending)
+            prepared: LoopInput | RunError | None = None
+            if not run.resumed_with_reply and find_trigger(text, agent.handoff_triggers) is None:
+                # What the model will see is read in this transaction too (its watermark is
+                # the run's messages either way): one commit fewer on the hot path.
+                try:
+                    prepared = await self._perceive_in(session, run, True, None, ids)
+                except RunError as error:
+                    prepared = error
+        if run.resumed_with_reply:
+            # Killed after its reply was queued and before its messages were marked: the
+            # reply stands. Messages that came after it get a run of their own.
+            answered = [i for i in ids if i in run.answering] or ids
+            summary = "resumed after a restart: its reply had already been sent"
+            return await self._close(run, Finish(summary), answered)
+        return await self._execute(run, ids, trigger_text=text, can_reply=True, prepared=prepared)
+
+    async def run_dry(
+        self,
+        agent: AgentDefinition,
+        conversation_id: int,
+        contact_id: int,
+        channel: str,
+        text: str,
+        started_by: str,
+    ) -> tuple[RunOutcome, RunState]:
+        """A test run that shows the plan and tool calls and sends nothing."""
+        async with self.db.transaction() as session:
+            run = await self._open_run(
+                session,
+                agent,
+                conversation_id,
+                contact_id,
+                channel,
+                "test",
+                started_by,
+                [],
+                dry_run=True,
+            )
+        outcome = await self._execute(
+            run, [], trigger_text=text, can_reply=True, extra_user_text=text
+        )
+        return outcome, run
+
+    async def _open_run(
+        self,
+        session: AsyncSession,
+        agent: AgentDefinition,
+        conversation_id: int,
+        contact_id: int,
+        channel: str,
+        trigger: str,
+        started_by: str,
+        pending: list[Message],
+        dry_run: bool = False,
+    ) -> RunState:
+        provider, model = self.providers.for_agent(agent)
+        row = None if dry_run else await self._unfinished_run(session, conversation_id)
+        resumed = row is not None
+        if row is None:
+            row = AgentRun(
+                agent_name=agent.name,
+                conversation_id=conversation_id,
+                contact_id=contact_id,
+                trigger=trigger,
+                started_by=started_by,
+                provider=provider.name,
+                model=model,
+            )
+            session.add(row)
+            await session.flush()
+        run = RunState(
+            run_id=row.id,
+            agent=agent,
+            contact_id=contact_id,
+            conversation_id=conversation_id,
+            channel=channel,
+            trigger=trigger,
+            started_by=started_by,
+            policy=OutputPolicy(agent.forbidden),
+            dry_run=dry_run,
+        )
+        if resumed:
+            await self._restore(session, run, model)
+        await self.audit.append(
+            session,
+            "run_resumed" if resumed else "run_started",
+            {
+                "agent": agent.name,
+                "trigger": trigger,
+                "started_by": started_by,
+                "provider": provider.name,
+                "model": model,
+                "dry_run": dry_run,
+                "input": [
+                    {"id": m.id, "text": m.text, "attachments": m.attachments} for m in pending
+                ],
+            },
+            actor=started_by,
+            run_id=run.run_id,
+            conversation_id=conversation_id,
+        )
+        return run
+
+    async def _restore(self, session: AsyncSession, run: RunState, model: str) -> None:
+        """A resumed run keeps counting where it stopped: its caps survive the restart."""
+        done = await runs.progress(session, run.run_id)
+        # The worker died during some step, maybe in a model call it was charged for but never
+        # recorded: count that step too, so a crash can never buy a run extra steps.
+        run.steps, run.messages_sent = done.steps + 1, done.messages_sent
+        run.usage = Usage(done.input_tokens, done.output_tokens)
+        run.cost = self.providers.price(model).cost(run.usage)
+        run.policy_blocks, run.call_counts = done.policy_blocks, dict(done.call_counts)
+        run.answering = frozenset(done.inputs)
+        run.resumed_with_reply = run.trigger == "inbound" and done.messages_sent > 0
+        log.warning(
+            "run %s resumed after a restart at step %s (%s message(s) already sent)",
+            run.run_id,
+            run.steps,
+            run.messages_sent,
+        )
+
+    async def _unfinished_run(self, session: AsyncSession, conversation_id: int) -> AgentRun | None:
+        """A run of this conversation that a stopped worker left running; it is resumed."""
+        query = select(AgentRun).where(
+            AgentRun.conversation_id == conversation_id,
+            AgentRun.status == "running",
+            AgentRun.trigger != "test",
+        )
+        return (await session.execute(query.limit(1))).scalar_one_or_none()
+
+    async def _execute(
+        self,
+        run: RunState,
+        message_ids: list[int],
+        *,
+        trigger_text: str,
+        can_reply: bool,
+        extra_user_text: str | None = None,
+        prepared: LoopInput | RunError | None = None,
+    ) -> RunOutcome:
+        with log_context(run=run.run_id, agent=run.agent.name, contact=run.contact_id):
+            return await self._execute_logged(
+                run,
+                message_ids,
+                trigger_text=trigger_text,
+                can_reply=can_reply,
+                extra_user_text=extra_user_text,
+                prepared=prepared,
+            )
+
+    async def _execute_logged(
+        self,
+        run: RunState,
+        message_ids: list[int],
+        *,
+        trigger_text: str,
+        can_reply: bool,
+        extra_user_text: str | None,
+        prepared: LoopInput | RunError | None,
+    ) -> RunOutcome:
+        """Run the loop on `prepared` (what the model sees, read when the run opened) or on a
+        fresh perception; a trigger word hands off before any of it."""
+        trigger = find_trigger(trigger_text, run.agent.handoff_triggers)
+        try:
+            if trigger is not None:
+                result: Finish | Handoff = Handoff(
+                    f"the contact wrote the trigger word '{trigger}'"
+                )
+                guardrail = {"trigger": trigger, "model_called": False}
+                run.unwritten.append(run.entry("guardrail", guardrail))
+            else:
+                if isinstance(prepared, RunError):
+                    raise prepared
+                given = prepared or await self._perceive(
+                    run, can_reply, extra_user_text, message_ids
+                )
+                async with asyncio.timeout(self.settings.run_timeout_seconds):
+                    result = await self.loop.run(run, given)
+        except TimeoutError:
+            result = self._stopped(
+                run, RunTimeout(f"no result after {self.settings.run_timeout_seconds:g}s")
+            )
+        except RunError as error:
+            result = self._stopped(run, error)
+        except Exception as error:  # a bug must not silence the conversation
+            log.exception("run %s crashed", run.run_id)
+            result = Handoff(f"internal error: {type(error).__name__}")
+        return await self._close(run, result, message_ids)
+
+    def _stopped(self, run: RunState, error: RunError) -> Handoff:
+        log.warning("run %s stopped: %s", run.run_id, error.detail)
+        return Handoff(
+            f"{error.reason}: {error.detail}" if error.detail != error.reason else error.reason
+        )
+
+    async def _perceive(
+        self, run: RunState, can_reply: bool, extra_user_text: str | None, answering: list[int]
+    ) -> LoopInput:
+        async with self.db.transaction() as session:
+            return await self._perceive_in(session, run, can_reply, extra_user_text, answering)
+
+    async def _perceive_in(
+        self,
+        session: AsyncSession,
+        run: RunState,
+        can_reply: bool,
+        extra_user_text: str | None,
+        answering: list[int],
+    ) -> LoopInput:
+        """What the model sees: the contact, the open deal and the run's history, within the
+        monthly ceiling (`BudgetExceeded` otherwise)."""
+        await check_monthly_ceiling(session, run.agent.name, run.agent.budget)
+        contact = await get_contact(session, run.contact_id)
+        card = contact_card(contact)
+        deal = await open_deal(session, contact.id)
+        card["open_deal"] = {"stage": deal.stage, "title": deal.title} if deal else None
+        history = await run_history(session, run.conversation_id, answering, HISTORY_LIMIT)
+        provider, model = self.providers.for_agent(run.agent)
+        hints: dict[str, Any] = {
+            "agent": run.agent.name,
+            "questions": [q.model_dump() for q in run.agent.questions],
+            "answers": dict(contact.custom_fields or {}),
+            "tools": list(run.agent.tools),
+        }
+        return LoopInput(
+            provider=provider,
+            model=model,
+            system=system_prompt(run.agent, card, run.channel),
+            messages=history_messages(history, extra_user_text),
+            price=self.providers.price(model),
+            hints=hints,
+            can_reply=can_reply and "send_message" in run.agent.tools,
+        )
+
+    async def _close(
+        self, run: RunState, result: Finish | Handoff, message_ids: list[int]
+    ) -> RunOutcome:
+        status = "handed_off" if isinstance(result, Handoff) else "finished"
+        reason = result.reason if isinstance(result, Handoff) else result.summary
+        async with self.db.transaction() as session:
+            if run.unwritten:
+                await self.audit.append_many(session, run.take_unwritten())
+            if isinstance(result, Handoff) and not run.dry_run:
+                await hand_off(
+                    session,
+                    self.audit,
+                    hours=self.hours,
+                    conversation_id=run.conversation_id,
+                    reason=result.reason,
+                    summary=result.summary,
+                    run_id=run.run_id,
+                    actor=run.actor,
+                    tell_customer=run.trigger == "inbound",
+                )
+            await mark_handled(session, message_ids, run.run_id)
+            row = await session.get(AgentRun, run.run_id)
+            if row is not None:
+                row.status, row.stop_reason, row.steps = status, reason[:2000], run.steps
+                row.input_tokens, row.output_tokens = (
+                    run.usage.input_tokens,
+                    run.usage.output_tokens,
+                )
+                row.cost, row.finished_at = run.cost, utcnow()
+            await self.audit.append(
+                session,
+                "run_finished",
+                {
+                    "status": status,
+                    "reason": reason,
+                    "steps": run.steps,
+                    "tokens": {"input": run.usage.input_tokens, "output": run.usage.output_tokens},
+                    "cost_usd": str(run.cost),
+                },
+                actor=run.actor,
+                run_id=run.run_id,
+                conversation_id=run.conversation_id,
+            )
+        log.info("run %s (%s) %s: %s", run.run_id, run.agent.name, status, reason)
+        return RunOutcome(run.run_id, run.agent.name, status, reason)
+
+    async def _record_model_step(self, run: RunState, payload: dict[str, Any]) -> None:
+        """Held back for the transaction of what the model asked for (a tool call, the end of
+        the run): a model call changes nothing by itself, so it needs no commit of its own."""
+        run.unwritten.append(run.entry("model_call", payload))

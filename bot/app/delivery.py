@@ -1,0 +1,255 @@
+"""The outbox worker: delivers queued messages through their channel, exactly once.
+
+A pass reads the due heads (each conversation's oldest unsent item) and works them
+concurrently, each on its own:
+
+1. `channel.pace(item)`: with no rate-limit slot now the item stays `pending`, unclaimed, and
+   is made due after the wait (at the end of the pass); that is not an attempt.
+2. One of the channel's connections (`max_in_flight`), then the claim: `pending` -> `sending`
+   in a transaction of its own, right before the request. If another worker claimed it first
+   (both may have read the same heads), skip it.
+3. `channel.deliver(item)`, then at once, in a transaction of its own, the classified result:
+   `sent`; `pending` again with backoff (or the channel's own `retry_after`); `failed`; or
+   `unknown`, which is never retried without a person.
+
+So one slow send never delays recording the others, and a worker killed mid-pass leaves
+`sending` only the items whose request had started: those may have reached the server and
+become `unknown` (with a staff alert) once their claim runs out, or sooner, once the worker's
+sender lease lapses without heartbeats. Everything else is still `pending` and goes out
+normally. `python -m bench.crash_outbox` measures how many sends a kill leaves unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+from typing import assert_never
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.desk.staff import STAFF_CHANNEL, notify_staff
+from bot.store import outbox
+from bot.store.audit import AuditLog
+from bot.store.db import Database
+from bot.store.leases import Lease
+from bot.store.models import Contact, OutboxItem
+from channels.base import Channel, DeliveryResult, Failed, RetryLater, Sent, Unknown
+
+log = logging.getLogger("bot.delivery")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff for transient delivery failures."""
+
+    initial: float = 1.0
+    maximum: float = 300.0
+    max_attempts: int = 10
+
+    def delay(self, attempts: int) -> float:
+        base = min(self.initial * 2 ** max(attempts - 1, 0), self.maximum)
+        return float(base * random.uniform(0.8, 1.2))
+
+
+async def alert_staff(session: AsyncSession, item: OutboxItem, what: str, error: str) -> None:
+    """Tell staff about a customer message that did not (or may not) arrive; never resent."""
+    if item.channel == STAFF_CHANNEL:
+        return  # a failing staff channel cannot report on itself; the log and audit have it
+    excerpt = item.text if len(item.text) <= 300 else item.text[:299] + "…"
+    await notify_staff(
+        session,
+        key=f"delivery:{item.id}",
+        conversation_id=item.conversation_id,
+        contact_id=item.contact_id,
+        kind="alert",
+        text=f"⚠️ A message to this customer on {item.channel} {what} ({error}). "
+        f"It will not be sent again automatically:\n“{excerpt}”",
+    )
+
+
+class OutboxWorker:
+    """Delivers one channel's outbox items."""
+
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        channel: Channel,
+        *,
+        worker_id: str,
+        retry: RetryPolicy | None = None,
+        poll_seconds: float = 1.0,
+        claim_seconds: float = 120.0,
+        lease_seconds: float | None = None,
+        batch: int = 50,
+    ) -> None:
+        """`claim_seconds` caps how long a send may be in flight before it counts as lost
+        mid-send (it must exceed the channel's longest request timeout). With `lease_seconds`
+        the worker holds a sender lease while sends are in flight, which the process's
+        `Heartbeat` keeps alive: if the worker dies, its sends are declared unknown once that
+        lease lapses instead of at the end of their claims."""
+        self.db, self.audit, self.channel = db, audit, channel
+        self.worker_id, self.retry = worker_id, retry or RetryPolicy()
+        self.poll_seconds, self.claim_seconds, self.batch = poll_seconds, claim_seconds, batch
+        self._lease = (
+            Lease(db, outbox.sender_lease(channel.name, worker_id), worker_id, lease_seconds)
+            if lease_seconds is not None
+            else None
+        )
+        self._in_flight = asyncio.Semaphore(channel.max_in_flight or batch)
+        self._claiming = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Something was queued: deliver now instead of at the next poll."""
+        self._wake.set()
+
+    async def deliver_due(self) -> int:
+        """One pass over the due items. Returns how many were handed to the channel."""
+        async with self.db.transaction() as session:
+            await self._expire_stale(session)
+            items = await outbox.due_heads(session, self.channel.name, limit=self.batch)
+        if not items:
+            return 0
+        if self._lease is not None:
+            # Before any claim, so a claim never outlives its lease. Taken once and then kept
+            # by the heartbeat (and released when the worker stops), not taken and given back
+            # every pass: that would be two commits more on every delivery.
+            await self._lease.renew_if_due()
+        paced: dict[int, float] = {}
+        outcomes = await asyncio.gather(
+            *(self._work(item, paced) for item in items), return_exceptions=True
+        )
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("outbox %s: delivery step failed", item.id, exc_info=outcome)
+        if paced:
+            # After the pass, in one transaction: the next pass is the first to read them again,
+            # and the writes never queue ahead of an outcome waiting to be recorded.
+            async with self.db.transaction() as session:
+                await outbox.hold_back(session, paced)
+        return sum(outcome is True for outcome in outcomes)
+
+    async def _work(self, candidate: OutboxItem, paced: dict[int, float]) -> bool:
+        """Pace, claim, send and record one item; True if it was handed to the channel.
+
+        An item without a rate-limit slot goes into `paced` with its wait, unclaimed.
+        """
+        wait = await self.channel.pace(candidate)
+        if wait is not None:
+            paced[candidate.id] = wait
+            return False
+        async with self._in_flight:  # taken before the claim: a claimed item never waits
+            item = await self._claim(candidate)
+            if item is None:
+                return False  # another worker claimed it first, or held it back meanwhile
+            await self._record(item, await self._deliver(item))
+        return True
+
+    async def _claim(self, candidate: OutboxItem) -> OutboxItem | None:
+        if self._lease is not None:
+            await self._lease.renew_if_due()  # a long pass outlives a lease without heartbeats
+        # One claim at a time: SQLite runs transactions one by one, in order, so a burst of
+        # claims queued at once would hold back the outcomes of the sends already answered.
+        async with self._claiming, self.db.transaction() as session:
+            return await outbox.claim(
+                session, candidate.id, self.worker_id, claim_seconds=self.claim_seconds
+            )
+
+    async def _deliver(self, item: OutboxItem) -> DeliveryResult:
+        try:
+            return await self.channel.deliver(item)
+        except Exception as error:  # a channel bug: we cannot know if it went out
+            log.exception("outbox %s: channel %s raised", item.id, self.channel.name)
+            return Unknown(f"{type(error).__name__}: {error}")
+
+    async def _record(self, item: OutboxItem, result: DeliveryResult) -> None:
+        """Write the outcome of one send, in a transaction of its own, as soon as it is known."""
+        async with self.db.transaction() as session:
+            if await self._apply(session, item, result):
+                await self._audit_delivery(session, item, result)
+
+    async def _apply(self, session: AsyncSession, item: OutboxItem, result: DeliveryResult) -> bool:
+        """Move the item on after `result`; False when it is not worth an audit record."""
+        match result:
+            case Sent(external_id):
+                await outbox.mark_sent(session, item.id, external_id)
+            case RetryLater(error, after, throttled) if (
+                throttled or item.attempts + 1 < self.retry.max_attempts
+            ):
+                delay = after if after is not None else self.retry.delay(item.attempts + 1)
+                await outbox.mark_retry(session, item.id, error, delay, counts=not throttled)
+                return not throttled  # our own pacing is nothing worth a record
+            case RetryLater(error, _, _):
+                await outbox.mark_failed(session, item.id, f"gave up: {error}")
+                await alert_staff(session, item, "was not delivered", error)
+            case Failed(error, unreachable):
+                await outbox.mark_failed(session, item.id, error)
+                if unreachable and item.contact_id is not None:
+                    contact = await session.get(Contact, item.contact_id)
+                    if contact is not None:
+                        contact.unreachable = True
+                await alert_staff(session, item, "was not delivered", error)
+            case Unknown(error):
+                await outbox.mark_unknown(session, item.id, error)
+                await alert_staff(session, item, "may not have been delivered", error)
+            case _:
+                assert_never(result)
+        return True
+
+    async def _audit_delivery(
+        self, session: AsyncSession, item: OutboxItem, result: DeliveryResult
+    ) -> None:
+        await self.audit.append(
+            session,
+            "delivery",
+            {
+                "outbox_id": item.id,
+                "channel": item.channel,
+                "result": type(result).__name__,
+                "detail": getattr(result, "error", None) or getattr(result, "external_id", None),
+                "attempt": item.attempts + 1,
+            },
+            actor=f"channel:{item.channel}",
+            run_id=item.run_id,
+            conversation_id=item.conversation_id,
+        )
+
+    async def _expire_stale(self, session: AsyncSession) -> None:
+        for item in await outbox.expire_stale_claims(session):
+            await alert_staff(session, item, "may not have been delivered", item.last_error or "")
+            log.error("outbox %s: outcome unknown, needs a person (%s)", item.id, item.last_error)
+            await self.audit.append(
+                session,
+                "delivery",
+                {"outbox_id": item.id, "result": "Unknown", "detail": item.last_error},
+                actor="bot.delivery",
+                run_id=item.run_id,
+                conversation_id=item.conversation_id,
+            )
+
+    async def run_forever(self) -> None:
+        """Deliver until `stop()`; a pass in progress always finishes (no send is cut off)."""
+        try:
+            while not self._stopping:
+                try:
+                    while await self.deliver_due() and not self._stopping:
+                        pass
+                except Exception:
+                    log.exception("outbox pass failed; retrying")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                self._wake.clear()
+        finally:
+            if self._lease is not None:
+                with contextlib.suppress(Exception):
+                    await self._lease.release()  # nothing of ours is in flight any more
+
+    def stop(self) -> None:
+        """Ask `run_forever` to return after the delivery pass it is in."""
+        self._stopping = True
+        self._wake.set()

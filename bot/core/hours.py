@@ -1,0 +1,79 @@
+"""Business hours: when people answer handed-off conversations.
+
+Written like `mon-fri 09:00-18:00; sat 10:00-14:00` in the configured time zone. Used to tell a
+customer, outside those hours, when a person will pick their conversation up.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.core.errors import ConfigurationError
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SPAN = re.compile(r"^\s*([a-z]{3})(?:-([a-z]{3}))?\s+(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    weekday: int
+    opens: time
+    closes: time
+
+
+class BusinessHours:
+    """Opening windows per weekday in one time zone."""
+
+    def __init__(self, spec: str, timezone: str) -> None:
+        self.spec, self.zone = spec, ZoneInfo(timezone)
+        self.windows = [w for part in spec.split(";") if part.strip() for w in _parse(part)]
+        if not self.windows:
+            raise ConfigurationError(f"BUSINESS_HOURS {spec!r} has no opening hours")
+
+    def is_open(self, when: datetime) -> bool:
+        local = when.astimezone(self.zone)
+        return any(
+            w.weekday == local.weekday() and w.opens <= local.time() < w.closes
+            for w in self.windows
+        )
+
+    def next_opening(self, when: datetime) -> datetime:
+        """The next moment the business opens (or `when` itself if it is open)."""
+        if self.is_open(when):
+            return when
+        local = when.astimezone(self.zone)
+        for days_ahead in range(8):
+            day = (local + timedelta(days=days_ahead)).date()
+            for w in sorted(self.windows, key=lambda w: w.opens):
+                opening = datetime.combine(day, w.opens, self.zone)
+                if w.weekday == day.weekday() and opening > local:
+                    return opening
+        raise AssertionError("a week always contains an opening")
+
+    def describe_next_opening(self, when: datetime) -> str:
+        """E.g. 'today at 09:00 CET', 'tomorrow at 09:00 CET', 'Monday at 09:00 CET'."""
+        opening = self.next_opening(when)
+        days = (opening.date() - when.astimezone(self.zone).date()).days
+        day = {0: "today", 1: "tomorrow"}.get(days, opening.strftime("%A"))
+        return f"{day} at {opening:%H:%M} {opening.tzname() or ''}".rstrip()
+
+
+def _parse(part: str) -> list[Window]:
+    found = _SPAN.match(part.lower())
+    if not found:
+        raise ConfigurationError(
+            f"BUSINESS_HOURS: cannot read {part.strip()!r}; write e.g. 'mon-fri 09:00-18:00'"
+        )
+    first, last, h1, m1, h2, m2 = found.groups()
+    if first not in DAYS or (last or first) not in DAYS:
+        raise ConfigurationError(f"BUSINESS_HOURS: unknown day in {part.strip()!r}")
+    opens, closes = time(int(h1), int(m1)), time(int(h2) % 24, int(m2))
+    if closes <= opens and closes != time(0, 0):
+        raise ConfigurationError(f"BUSINESS_HOURS: {part.strip()!r} closes before it opens")
+    closes = time(23, 59, 59) if closes == time(0, 0) else closes
+    start, end = DAYS.index(first), DAYS.index(last or first)
+    days = range(start, end + 1) if end >= start else [*range(start, 7), *range(0, end + 1)]
+    return [Window(day, opens, closes) for day in days]
