@@ -47,13 +47,21 @@ system-deps:
 			--no-install-recommends dovecot-imapd openssl; \
 	fi
 
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test,bench]"
+	touch $(VENV)/.installed $(VENV)/.installed-test $@
+
+## lint: ruff, mypy --strict, and the import contracts (layers, SQL only in the store)
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
-bench: install-test
-	$(BIN)/python -m bench.engine
+## bench: every benchmark, on SQLite (and PostgreSQL when TEST_DATABASE_URL is set);
+## writes bench/results/latest.md and bench/results/latest.png
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -10,14 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from agents.definition import Budget
 from agents.messages import Usage
 from agents.run_state import RunState
 from bot.core.errors import BudgetExceeded
-from bot.store.models import AgentRun
+from bot.store import runs
+from bot.store.db import Tx
 from bot.store.types import utcnow
 
 MTOK = Decimal(1_000_000)
@@ -80,14 +78,11 @@ def month_start(now: datetime | None = None) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-async def spent_this_month(session: AsyncSession, agent_name: str) -> Decimal:
-    query = select(func.coalesce(func.sum(AgentRun.cost), 0)).where(
-        AgentRun.agent_name == agent_name, AgentRun.started_at >= month_start()
-    )
-    return Decimal(str((await session.execute(query)).scalar_one()))
+async def spent_this_month(session: Tx, agent_name: str) -> Decimal:
+    return await runs.cost_since(session, agent_name, month_start())
 
 
-async def check_monthly_ceiling(session: AsyncSession, agent_name: str, budget: Budget) -> None:
+async def check_monthly_ceiling(session: Tx, agent_name: str, budget: Budget) -> None:
     """Refuse to start a run when the agent's spend this month has reached its ceiling."""
     spent = await spent_this_month(session, agent_name)
     if spent >= budget.monthly_ceiling:

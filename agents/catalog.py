@@ -7,10 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from agents.definition import (
     TEMPLATES_DIR,
     AgentDefinition,
@@ -19,9 +15,9 @@ from agents.definition import (
     update_field,
 )
 from bot.core.errors import ConfigurationError, NotFoundError
-from bot.store.db import Database
+from bot.store import catalog as rows
+from bot.store.db import Database, Tx
 from bot.store.models import AgentDefinitionRow
-from bot.store.types import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,24 +41,14 @@ def definition_files(path: Path) -> list[Path]:
     return [path]
 
 
-async def save(session: AsyncSession, definition: AgentDefinition) -> tuple[StoredAgent, bool]:
+async def save(session: Tx, definition: AgentDefinition) -> tuple[StoredAgent, bool]:
     """Insert or replace a definition; (stored, created). Replacing bumps the version."""
-    row = await session.get(AgentDefinitionRow, definition.name)
-    spec = definition.model_dump(mode="json")
-    if row is None:
-        row = AgentDefinitionRow(name=definition.name, spec=spec, enabled=True, version=1)
-        session.add(row)
-        created = True
-    else:
-        created = False
-        if row.spec != spec:
-            row.spec, row.version, row.updated_at = spec, row.version + 1, utcnow()
-    await session.flush()
+    row, created = await rows.put_spec(session, definition.name, definition.model_dump(mode="json"))
     return StoredAgent(definition, row.enabled, row.version), created
 
 
 async def import_paths(
-    session: AsyncSession, paths: Iterable[Path], *, keep_existing: bool = False
+    session: Tx, paths: Iterable[Path], *, keep_existing: bool = False
 ) -> list[tuple[str, str]]:
     """Validate every file first, then save them all; one bad file imports nothing.
 
@@ -72,7 +58,7 @@ async def import_paths(
     definitions = [load_definition_file(f) for p in paths for f in definition_files(p)]
     results = []
     for definition in definitions:
-        existing = await session.get(AgentDefinitionRow, definition.name)
+        existing = await rows.get_row(session, definition.name)
         if existing is not None and keep_existing:
             results.append((definition.name, "kept"))
             continue
@@ -87,26 +73,23 @@ def _stored(row: AgentDefinitionRow) -> StoredAgent:
     return StoredAgent(parse_definition(row.spec, row.name), row.enabled, row.version)
 
 
-async def get(session: AsyncSession, name: str) -> StoredAgent:
-    row = await session.get(AgentDefinitionRow, name)
+async def get(session: Tx, name: str) -> StoredAgent:
+    row = await rows.get_row(session, name)
     if row is None:
         raise NotFoundError(f"no agent named {name!r} (see `crmbot agent list`)")
     return _stored(row)
 
 
-async def list_all(session: AsyncSession) -> list[StoredAgent]:
-    rows = await session.execute(select(AgentDefinitionRow).order_by(AgentDefinitionRow.name))
-    return [_stored(row) for row in rows.scalars()]
+async def list_all(session: Tx) -> list[StoredAgent]:
+    return [_stored(row) for row in await rows.all_rows(session)]
 
 
-async def set_enabled(session: AsyncSession, name: str, enabled: bool) -> None:
-    row = await session.get(AgentDefinitionRow, name)
-    if row is None:
+async def set_enabled(session: Tx, name: str, enabled: bool) -> None:
+    if not await rows.set_enabled(session, name, enabled):
         raise NotFoundError(f"no agent named {name!r}")
-    row.enabled, row.updated_at = enabled, utcnow()
 
 
-async def set_field(session: AsyncSession, name: str, field: str, value: Any) -> StoredAgent:
+async def set_field(session: Tx, name: str, field: str, value: Any) -> StoredAgent:
     stored = await get(session, name)
     changed, _ = await save(session, update_field(stored.definition, field, value))
     return changed
@@ -115,14 +98,7 @@ async def set_field(session: AsyncSession, name: str, field: str, value: Any) ->
 async def seed_if_empty(db: Database) -> bool:
     """Store the shipped agents if the catalog has none; True if it did.
 
-    Workers starting at once may race: the one whose insert loses finds them stored.
+    The templates are validated first, so a broken template fails start-up loudly.
     """
-    async with db.transaction() as session:
-        if await list_all(session):
-            return False
-    try:
-        async with db.transaction() as session:
-            await import_paths(session, [TEMPLATES_DIR], keep_existing=True)
-    except IntegrityError:
-        return False
-    return True
+    shipped = [load_definition_file(f) for f in definition_files(TEMPLATES_DIR)]
+    return await rows.seed(db, {d.name: d.model_dump(mode="json") for d in shipped})

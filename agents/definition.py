@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.core.errors import ConfigurationError
+from bot.core.providers import ProviderName
 
 TOOL_NAMES = (
     "send_message",
@@ -121,9 +122,7 @@ class AgentDefinition(_Strict):
     tools: list[Literal[TOOL_NAMES]] = Field(  # type: ignore[valid-type]
         ["send_message", "get_contact", "get_recent_messages", "handoff_to_human"]
     )
-    provider: Literal["openai", "anthropic", "gemini", "offline"] | None = Field(
-        None, description="Default: LLM_PROVIDER"
-    )
+    provider: ProviderName | None = Field(None, description="Default: LLM_PROVIDER")
     model: str | None = Field(None, description="Default: LLM_MODEL or the provider's default")
     max_steps: int = Field(8, ge=1, le=50, description="Model calls per run")
     budget: Budget = Budget()

@@ -19,7 +19,7 @@ from typing import Any, assert_never
 
 from agents.budget import Price, charge
 from agents.guardrails import promises_handoff
-from agents.messages import AssistantTurn, Message, ModelRequest, ModelTurn, ToolCall, UserText
+from agents.messages import AssistantTurn, ChatMessage, ModelRequest, ModelTurn, ToolCall, UserText
 from agents.providers.base import Provider
 from agents.run_state import RunState
 from agents.tools.base import FinishRequest, HandoffRequest
@@ -39,7 +39,7 @@ class Finish:
 
 @dataclass(frozen=True, slots=True)
 class RunAgain:
-    new_messages: tuple[Message, ...]
+    new_messages: tuple[ChatMessage, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class LoopInput:
     provider: Provider
     model: str
     system: str
-    messages: list[Message]
+    messages: list[ChatMessage]
     price: Price
     hints: dict[str, Any]
     can_reply: bool
@@ -67,7 +67,7 @@ class LoopInput:
     send); otherwise it is the run's summary."""
 
 
-def _dump(messages: list[Message]) -> list[dict[str, Any]]:
+def _dump(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     return [dataclasses.asdict(m) for m in messages]
 
 
@@ -152,14 +152,14 @@ class AgentLoop:
         # A plain-text answer is replayed to the model as the send_message call it became.
         assistant = AssistantTurn(tool_calls=calls) if reply else turn.as_assistant()
         executions = [await self.executor.execute(run, call) for call in calls]
-        observed: tuple[Message, ...] = (assistant, *(e.result for e in executions))
+        observed: tuple[ChatMessage, ...] = (assistant, *(e.result for e in executions))
         return self._next(turn, executions, observed, reply is not None)
 
     def _next(
         self,
         turn: ModelTurn,
         executions: list[Execution],
-        observed: tuple[Message, ...],
+        observed: tuple[ChatMessage, ...],
         was_reply: bool,
     ) -> NextStep:
         controls = [e.control for e in executions if e.control is not None]

@@ -55,7 +55,7 @@ class ToolResult:
     kind: Literal["tool_result"] = "tool_result"
 
 
-Message = UserText | AssistantTurn | ToolResult
+ChatMessage = UserText | AssistantTurn | ToolResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ class ModelRequest:
     """Everything a provider needs for one completion."""
 
     system: str
-    messages: tuple[Message, ...]
+    messages: tuple[ChatMessage, ...]
     tools: tuple[ToolSpec, ...]
     model: str
     max_output_tokens: int = 1024

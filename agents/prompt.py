@@ -6,8 +6,8 @@ import json
 from collections.abc import Sequence
 
 from agents.definition import AgentDefinition
-from agents.messages import AssistantTurn, Message, UserText
-from bot.store.models import Message as StoredMessage
+from agents.messages import AssistantTurn, ChatMessage, UserText
+from bot.store.models import Message
 from bot.store.types import utcnow
 
 OPENING = "(The conversation was started by us.)"
@@ -46,12 +46,12 @@ def system_prompt(agent: AgentDefinition, card: dict[str, object], channel: str)
     return "\n".join(lines)
 
 
-def history_messages(stored: Sequence[StoredMessage], trigger_note: str | None) -> list[Message]:
+def history_messages(stored: Sequence[Message], trigger_note: str | None) -> list[ChatMessage]:
     """Stored messages as model messages: contact -> user, ours -> assistant, merged by role."""
-    merged: list[Message] = []
+    merged: list[ChatMessage] = []
     for message in stored:
         if message.direction == "in":
-            item: Message = UserText(message.text or "(no text; attachment only)")
+            item: ChatMessage = UserText(message.text or "(no text; attachment only)")
         else:
             item = AssistantTurn(text=_outbound_text(message))
         merged = _append_merged(merged, item)
@@ -62,7 +62,7 @@ def history_messages(stored: Sequence[StoredMessage], trigger_note: str | None) 
     return merged
 
 
-def _outbound_text(message: StoredMessage) -> str:
+def _outbound_text(message: Message) -> str:
     """Our message as the model sees it, marked if a person wrote it or it never arrived."""
     prefix = "[from a staff member] " if message.author == "staff" else ""
     delivery = (message.meta or {}).get("delivery")
@@ -73,7 +73,7 @@ def _outbound_text(message: StoredMessage) -> str:
     return prefix + message.text
 
 
-def _append_merged(messages: list[Message], item: Message) -> list[Message]:
+def _append_merged(messages: list[ChatMessage], item: ChatMessage) -> list[ChatMessage]:
     if messages and type(messages[-1]) is type(item):
         last = messages[-1]
         if isinstance(last, UserText) and isinstance(item, UserText):

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from agents import catalog
 from agents.catalog import StoredAgent
 from agents.definition import AgentDefinition, Match
 from bot.core.errors import NotFoundError
-from bot.store.models import Contact, Conversation, Deal
+from bot.store.db import Tx
+from bot.store.deals import open_deal
+from bot.store.models import Contact, Conversation
 
 log = logging.getLogger("agents.router")
-CLOSED_STAGES = ("won", "lost")
 
 
-async def _enabled(session: AsyncSession, name: str | None) -> AgentDefinition | None:
+async def _enabled(session: Tx, name: str | None) -> AgentDefinition | None:
     if not name:
         return None
     try:
@@ -32,17 +30,6 @@ async def _enabled(session: AsyncSession, name: str | None) -> AgentDefinition |
         log.warning("agent %s is referenced but does not exist", name)
         return None
     return stored.definition if stored.enabled else None
-
-
-async def open_deal(session: AsyncSession, contact_id: int) -> Deal | None:
-    """The contact's most recently active deal that is not won or lost."""
-    query = (
-        select(Deal)
-        .where(Deal.contact_id == contact_id, Deal.stage.not_in(CLOSED_STAGES))
-        .order_by(Deal.last_activity_at.desc(), Deal.id.desc())
-        .limit(1)
-    )
-    return (await session.execute(query)).scalar_one_or_none()
 
 
 def matches(rule: Match, conversation: Conversation, contact: Contact, stage: str | None) -> bool:
@@ -81,7 +68,7 @@ def _by_tag(agents: list[StoredAgent], contact: Contact) -> AgentDefinition | No
 
 
 async def choose_agent(
-    session: AsyncSession, conversation: Conversation, contact: Contact, default_agent: str
+    session: Tx, conversation: Conversation, contact: Contact, default_agent: str
 ) -> AgentDefinition | None:
     """The agent for this conversation, remembered on it; None if no agent is available."""
     agents = await catalog.list_all(session)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -10,6 +11,10 @@ from agents.definition import AgentDefinition
 from agents.guardrails import OutputPolicy
 from agents.messages import Usage
 from bot.store.audit import Entry
+from bot.store.db import Tx
+
+LastLook = Callable[[Tx], Awaitable[None]]
+"""A step of the caller's in the transaction that ends a run."""
 
 
 @dataclass
@@ -37,13 +42,22 @@ class RunState:
     """For a resumed run: the inbound messages it was first started to answer."""
     resumed_with_reply: bool = False
     """A resumed inbound run whose reply was already queued before the restart."""
+    last_look: LastLook | None = None
+    """Called in the transaction that closes the run (see `AgentRunner.handle_inbound`)."""
     unwritten: list[Entry] = field(default_factory=list)
-    """Audit records (model calls) held back to be written in the transaction of the next
-    state change, which they explain; never later than that."""
+    """Audit records of steps that changed nothing (model calls, read-only or refused tool
+    calls), held back to be written in the transaction of the next state change; never later
+    than that, and never more than one step's worth (see `holds_a_step`)."""
 
     def entry(self, kind: str, payload: dict[str, Any]) -> Entry:
         """An audit record of this run, by its agent, about its conversation."""
         return Entry(kind, payload, self.actor, self.run_id, self.conversation_id)
+
+    @property
+    def holds_a_step(self) -> bool:
+        """True once a whole step waits unwritten: the next step writes it, so a crash loses
+        at most one step's records, and a resumed run's step count stays close to true."""
+        return any(entry.kind == "tool_call" for entry in self.unwritten)
 
     def take_unwritten(self) -> list[Entry]:
         entries, self.unwritten = self.unwritten, []

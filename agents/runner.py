@@ -12,9 +12,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from agents.budget import Price, check_monthly_ceiling, price_for
 from agents.definition import AgentDefinition
 from agents.guardrails import OutputPolicy, find_trigger
@@ -23,8 +20,8 @@ from agents.messages import Usage
 from agents.prompt import history_messages, system_prompt
 from agents.providers.base import Provider
 from agents.providers.registry import build_provider
-from agents.router import choose_agent, open_deal
-from agents.run_state import RunState
+from agents.router import choose_agent
+from agents.run_state import LastLook, RunState
 from agents.tools.contact import contact_card
 from agents.tools.executor import ToolExecutor
 from bot.core.errors import RunError, RunTimeout
@@ -37,10 +34,10 @@ from bot.store import runs
 from bot.store.audit import AuditLog
 from bot.store.contacts import get_contact
 from bot.store.conversations import get_conversation
-from bot.store.db import Database
+from bot.store.db import Database, Tx
+from bot.store.deals import open_deal
 from bot.store.inbox import mark_handled, run_history
-from bot.store.models import AgentRun, Message
-from bot.store.types import utcnow
+from bot.store.models import Message
 
 log = logging.getLogger("agents.engine")
 HISTORY_LIMIT = 20
@@ -85,6 +82,10 @@ class ProviderPool:
             await provider.aclose()
 
 
+async def _no_look(session: Tx) -> None:
+    del session
+
+
 class AgentRunner:
     """Runs agents for conversations; callers hold the conversation's lease."""
 
@@ -101,9 +102,17 @@ class AgentRunner:
         self.hours = BusinessHours(settings.business_hours, settings.business_timezone)
         self.loop = AgentLoop(self.executor, self._record_model_step)
 
-    async def handle_inbound(self, conversation_id: int, pending: list[Message]) -> RunOutcome:
-        """Answer the conversation's pending inbound messages with one run."""
+    async def handle_inbound(
+        self, conversation_id: int, pending: list[Message], *, last_look: LastLook | None = None
+    ) -> RunOutcome:
+        """Answer the conversation's pending inbound messages with one run.
+
+        `last_look` runs in the transaction that ends the run, after its messages are marked
+        answered: the dispatcher looks for newer messages there and gives the lease back when
+        there are none, so ending a run and releasing the conversation is one commit.
+        """
         ids = [m.id for m in pending]
+        last_look = last_look or _no_look
         async with self.db.transaction() as session:
             conversation = await get_conversation(session, conversation_id)
             if conversation.state != "bot":
@@ -117,6 +126,7 @@ class AgentRunner:
                     actor="engine",
                     conversation_id=conversation_id,
                 )
+                await last_look(session)
                 return RunOutcome(None, None, "skipped", f"conversation is {conversation.state}")
             contact = await get_contact(session, conversation.contact_id)
             agent = await choose_agent(session, conversation, contact, self.settings.default_agent)
@@ -130,6 +140,7 @@ class AgentRunner:
                     reason="no agent is enabled for this conversation",
                     actor="engine",
                 )
+                await last_look(session)
                 return RunOutcome(None, None, "handed_off", "no agent available")
             run = await self._open_run(
                 session,
@@ -141,6 +152,7 @@ class AgentRunner:
                 "contact",
                 pending,
             )
+            run.last_look = last_look
             text = "\n".join(m.text for m in pending)
             prepared: LoopInput | RunError | None = None
             if not run.resumed_with_reply and find_trigger(text, agent.handoff_triggers) is None:
@@ -187,7 +199,7 @@ class AgentRunner:
 
     async def _open_run(
         self,
-        session: AsyncSession,
+        session: Tx,
         agent: AgentDefinition,
         conversation_id: int,
         contact_id: int,
@@ -198,10 +210,11 @@ class AgentRunner:
         dry_run: bool = False,
     ) -> RunState:
         provider, model = self.providers.for_agent(agent)
-        row = None if dry_run else await self._unfinished_run(session, conversation_id)
+        row = None if dry_run else await runs.unfinished_run(session, conversation_id)
         resumed = row is not None
         if row is None:
-            row = AgentRun(
+            row = await runs.open_run(
+                session,
                 agent_name=agent.name,
                 conversation_id=conversation_id,
                 contact_id=contact_id,
@@ -210,8 +223,6 @@ class AgentRunner:
                 provider=provider.name,
                 model=model,
             )
-            session.add(row)
-            await session.flush()
         run = RunState(
             run_id=row.id,
             agent=agent,
@@ -245,7 +256,7 @@ class AgentRunner:
         )
         return run
 
-    async def _restore(self, session: AsyncSession, run: RunState, model: str) -> None:
+    async def _restore(self, session: Tx, run: RunState, model: str) -> None:
         """A resumed run keeps counting where it stopped: its caps survive the restart."""
         done = await runs.progress(session, run.run_id)
         # The worker died during some step, maybe in a model call it was charged for but never
@@ -262,15 +273,6 @@ class AgentRunner:
             run.steps,
             run.messages_sent,
         )
-
-    async def _unfinished_run(self, session: AsyncSession, conversation_id: int) -> AgentRun | None:
-        """A run of this conversation that a stopped worker left running; it is resumed."""
-        query = select(AgentRun).where(
-            AgentRun.conversation_id == conversation_id,
-            AgentRun.status == "running",
-            AgentRun.trigger != "test",
-        )
-        return (await session.execute(query.limit(1))).scalar_one_or_none()
 
     async def _execute(
         self,
@@ -345,7 +347,7 @@ class AgentRunner:
 
     async def _perceive_in(
         self,
-        session: AsyncSession,
+        session: Tx,
         run: RunState,
         can_reply: bool,
         extra_user_text: str | None,
@@ -397,14 +399,16 @@ class AgentRunner:
                     tell_customer=run.trigger == "inbound",
                 )
             await mark_handled(session, message_ids, run.run_id)
-            row = await session.get(AgentRun, run.run_id)
-            if row is not None:
-                row.status, row.stop_reason, row.steps = status, reason[:2000], run.steps
-                row.input_tokens, row.output_tokens = (
-                    run.usage.input_tokens,
-                    run.usage.output_tokens,
-                )
-                row.cost, row.finished_at = run.cost, utcnow()
+            await runs.finish_run(
+                session,
+                run.run_id,
+                status=status,
+                reason=reason,
+                steps=run.steps,
+                input_tokens=run.usage.input_tokens,
+                output_tokens=run.usage.output_tokens,
+                cost=run.cost,
+            )
             await self.audit.append(
                 session,
                 "run_finished",
@@ -419,6 +423,8 @@ class AgentRunner:
                 run_id=run.run_id,
                 conversation_id=run.conversation_id,
             )
+            if run.last_look is not None:
+                await run.last_look(session)
         log.info("run %s (%s) %s: %s", run.run_id, run.agent.name, status, reason)
         return RunOutcome(run.run_id, run.agent.name, status, reason)
 

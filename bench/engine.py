@@ -5,6 +5,7 @@ loop, tools, audit, outbox) and the outbox worker deliver the replies, and print
 second and per-reply latency. Usage:
 
     python -m bench.engine [--messages 400] [--contacts 40] [--database-url URL]
+        [--quick] [--json PATH]
 
 It also counts the SQL statements and transactions the store ran, per answered message
 (intake, runs, audit and delivery together).
@@ -19,6 +20,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,9 @@ from sqlalchemy.engine import Engine as SyncEngine
 
 from agents import catalog
 from agents.definition import TEMPLATES_DIR
-from bot.app import App
-from bot.settings import Settings
+from bench.results_io import Record, write_results
+from bot.app.wiring import App
+from bot.core.settings import Settings
 from bot.store.contacts import Identity
 from bot.store.inbox import InboundMessage, record_inbound
 from bot.store.models import OutboxItem
@@ -62,11 +65,33 @@ def count_statements() -> Counter[str]:
     return counts
 
 
-async def main(messages: int, contacts: int, url: str) -> None:
+@dataclass(frozen=True)
+class Figures:
+    """What one run measured."""
+
+    messages: int
+    contacts: int
+    backend: str
+    elapsed: float
+    counts: Counter[str]
+    latencies: list[float]
+    """Seconds from each conversation's first message to its first delivered reply."""
+
+    @property
+    def statements_per_message(self) -> float:
+        return (sum(self.counts.values()) - self.counts["commits"]) / self.messages
+
+    @property
+    def commits_per_message(self) -> float:
+        return self.counts["commits"] / self.messages
+
+
+async def measure(messages: int, contacts: int, url: str) -> Figures:
     settings = Settings(database_url=url, llm_provider="offline", default_agent="lead-qualifying")
     app = App(settings, quiet_seconds=0)
     channel = TimingChannel()
-    worker = app.add_channel(channel)
+    app.add_channel(channel)
+    worker = app.outbox_workers[channel.name]
     await app.start()
     async with app.db.transaction() as session:
         await catalog.import_paths(session, [TEMPLATES_DIR])
@@ -94,16 +119,20 @@ async def main(messages: int, contacts: int, url: str) -> None:
     ]
     await app.aclose()
     backend = url.split(":", 1)[0]
+    return Figures(messages, contacts, backend, elapsed, counts, latencies)
+
+
+def show(figures: Figures) -> None:
+    messages, elapsed = figures.messages, figures.elapsed
     print(
-        f"{backend}: {messages} messages from {contacts} contacts in {elapsed:.2f}s "
-        f"= {messages / elapsed:.0f} msg/s through route+loop+audit+outbox"
+        f"{figures.backend}: {messages} messages from {figures.contacts} contacts in "
+        f"{elapsed:.2f}s = {messages / elapsed:.0f} msg/s through route+loop+audit+outbox"
     )
     print(
-        f"store work per answered message: "
-        f"{(sum(counts.values()) - counts['commits']) / messages:.1f} statements, "
-        f"{counts['commits'] / messages:.1f} committed transactions"
+        f"store work per answered message: {figures.statements_per_message:.1f} statements, "
+        f"{figures.commits_per_message:.1f} committed transactions"
     )
-    if latencies:
+    if latencies := figures.latencies:
         q = statistics.quantiles(latencies, n=20)
         print(
             f"first-reply latency: p50 {statistics.median(latencies) * 1000:.0f} ms, "
@@ -111,12 +140,50 @@ async def main(messages: int, contacts: int, url: str) -> None:
         )
 
 
+def records(figures: Figures) -> list[Record]:
+    backend = "postgresql" if figures.backend.startswith("postgresql") else "sqlite"
+
+    def record(metric: str, value: float, unit: str, target: str | None = None) -> Record:
+        return Record(
+            benchmark="engine",
+            case="inbound path, offline provider",
+            metric=metric,
+            value=value,
+            unit=unit,
+            target=target,
+            backend=backend,
+        )
+
+    found = [
+        record("throughput", figures.messages / figures.elapsed, "msg/s"),
+        record("statements_per_msg", figures.statements_per_message, ""),
+        record("commits_per_msg", figures.commits_per_message, "", "<= 3"),
+    ]
+    if len(figures.latencies) >= 2:
+        q = statistics.quantiles(figures.latencies, n=20)
+        found.append(
+            record("first_reply_p50_ms", statistics.median(figures.latencies) * 1000, "ms")
+        )
+        found.append(record("first_reply_p95_ms", q[-1] * 1000, "ms"))
+    return found
+
+
+async def main(messages: int, contacts: int, url: str, json_path: str | None) -> None:
+    figures = await measure(messages, contacts, url)
+    show(figures)
+    write_results(json_path, records(figures))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=400)
-    parser.add_argument("--contacts", type=int, default=40)
+    parser.add_argument("--messages", type=int, default=None, help="default 400, quick 200")
+    parser.add_argument("--contacts", type=int, default=None, help="default 40, quick 20")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--json", default=None, help="write the records to this file")
+    parser.add_argument("--quick", action="store_true", help="a smaller load for a fast run")
     args = parser.parse_args()
+    messages = args.messages or (200 if args.quick else 400)
+    contacts = args.contacts or (20 if args.quick else 40)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-        asyncio.run(main(args.messages, args.contacts, url))
+        asyncio.run(main(messages, contacts, url, args.json))

@@ -55,6 +55,8 @@ class Channel(ABC):
 
     name: str
     max_in_flight: int | None = None
+    text_limit: int | None = None
+    """Longest text one message may carry; longer texts are queued as several parts."""
     """Sends this channel can have in flight at once (its connections); None: no limit of
     its own. The worker claims an item only once it has one, so no claimed item waits."""
 

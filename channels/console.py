@@ -12,11 +12,11 @@ import sys
 import uuid
 from typing import TextIO
 
-from bot.app.wiring import App
 from bot.store.contacts import Identity
 from bot.store.inbox import InboundMessage, record_inbound
 from bot.store.models import OutboxItem
 from channels.base import Channel, DeliveryResult, Sent
+from channels.host import Host
 
 CHANNEL = "console"
 
@@ -28,7 +28,7 @@ class ConsoleChannel(Channel):
 
     def __init__(
         self,
-        app: App,
+        app: Host,
         contact: str,
         *,
         agent: str | None = None,
@@ -74,9 +74,8 @@ class ConsoleChannel(Channel):
             if recorded is not None and self.agent:
                 recorded.conversation.current_agent = self.agent
         if recorded is not None:
-            self.app.dispatcher.notify(recorded.conversation.id)
-        await self.app.dispatcher.idle()
-        await self.app.flush_outbox()
+            self.app.notify(recorded.conversation.id)
+        await self.app.settle()
 
     async def _read_line(self) -> str | None:
         if self.interactive:

@@ -11,7 +11,7 @@ from anthropic.types import Message as WireMessage
 
 from agents.messages import (
     AssistantTurn,
-    Message,
+    ChatMessage,
     ModelRequest,
     ModelTurn,
     ToolCall,
@@ -20,13 +20,13 @@ from agents.messages import (
     Usage,
     UserText,
 )
+from agents.providers import errors as failures
 from agents.providers.remote import RemoteProvider
 from agents.providers.retry import (
     DEFAULT_BACKOFF,
-    Backoff,
-    RetryableProviderError,
     parse_retry_after,
 )
+from bot.core.backoff import Backoff
 from bot.core.errors import ProviderError
 from bot.core.redact import Redactor
 
@@ -81,22 +81,15 @@ class AnthropicProvider(RemoteProvider):
 
 
 def _map_error(exc: anthropic.AnthropicError, redactor: Redactor) -> ProviderError:
-    """Turn any SDK error into ours: rate limits, 5xx/529 and network trouble are retryable."""
-    if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
+    if isinstance(exc, anthropic.APIStatusError):  # 529 "overloaded" is a 5xx: retryable
+        retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
         message = exc.api_message or exc.type or ""
-        detail = redactor.text(f"anthropic returned HTTP {status}: {message}")[:300]
-        if status == 429:
-            retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-            return RetryableProviderError(detail, retry_after=retry_after)
-        if status == 408 or status >= 500:
-            return RetryableProviderError(detail)
-        if status in (401, 403):
-            detail += "; check ANTHROPIC_API_KEY"
-        return ProviderError(detail, retryable=False)
+        return failures.http_error(
+            "anthropic", exc.status_code, message, redactor, retry_after=retry_after
+        )
     if isinstance(exc, anthropic.APIConnectionError):  # also covers APITimeoutError
-        return RetryableProviderError(f"anthropic request failed: {type(exc).__name__}")
-    return ProviderError(redactor.text(f"anthropic error: {exc}")[:300], retryable=False)
+        return failures.network_error("anthropic", exc)
+    return failures.invalid("anthropic", exc, redactor, "error")
 
 
 def _cause(exc: anthropic.AnthropicError) -> BaseException | None:
@@ -105,7 +98,7 @@ def _cause(exc: anthropic.AnthropicError) -> BaseException | None:
     return None if isinstance(exc, anthropic.APIStatusError) else exc
 
 
-def _messages(messages: tuple[Message, ...]) -> list[MessageParam]:
+def _messages(messages: tuple[ChatMessage, ...]) -> list[MessageParam]:
     """Convert the history, merging neighbours of the same role.
 
     The API wants strictly alternating roles, and all results for one assistant turn's tool
@@ -129,7 +122,7 @@ def _message(role: Role, blocks: list[ContentBlockParam]) -> MessageParam:
     return {"role": "assistant", "content": blocks}
 
 
-def _blocks(message: Message) -> tuple[Role, list[ContentBlockParam]]:
+def _blocks(message: ChatMessage) -> tuple[Role, list[ContentBlockParam]]:
     match message:
         case UserText():
             return "user", [{"type": "text", "text": message.text}] if message.text else []

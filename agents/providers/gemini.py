@@ -13,7 +13,7 @@ from google.genai import errors, types
 
 from agents.messages import (
     AssistantTurn,
-    Message,
+    ChatMessage,
     ModelRequest,
     ModelTurn,
     ToolCall,
@@ -22,13 +22,13 @@ from agents.messages import (
     Usage,
     UserText,
 )
+from agents.providers import errors as failures
 from agents.providers.remote import RemoteProvider
 from agents.providers.retry import (
     DEFAULT_BACKOFF,
-    Backoff,
-    RetryableProviderError,
     parse_retry_after,
 )
+from bot.core.backoff import Backoff
 from bot.core.errors import ProviderError
 from bot.core.redact import Redactor
 
@@ -100,22 +100,20 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def _map_error(exc: Exception, redactor: Redactor) -> ProviderError:
-    """Turn any SDK error into ours: rate limits, 5xx and network trouble are retryable."""
     if isinstance(exc, errors.APIError):
-        status = exc.code
         message = f"{exc.status or ''} {exc.message or ''}".strip()
-        detail = redactor.text(f"gemini returned HTTP {status}: {message}")[:300]
-        if status == 429:
-            return RetryableProviderError(detail, retry_after=_retry_after(exc))
-        if status == 408 or status >= 500:
-            return RetryableProviderError(detail)
-        if status in (401, 403) or "api key" in message.lower():
-            detail += "; check GEMINI_API_KEY"
-        return ProviderError(detail, retryable=False)
+        return failures.http_error(
+            "gemini",
+            exc.code,
+            message,
+            redactor,
+            retry_after=_retry_after(exc) if exc.code == 429 else None,
+            bad_key="api key" in message.lower(),
+        )
     if isinstance(exc, httpx2.TransportError):  # also covers timeouts
-        return RetryableProviderError(f"gemini request failed: {type(exc).__name__}")
+        return failures.network_error("gemini", exc)
     # The SDK raises ValueError (pydantic's among them) for a request or response it cannot map.
-    return ProviderError(redactor.text(f"gemini request or response invalid: {exc}")[:300])
+    return failures.invalid("gemini", exc, redactor, "request or response invalid")
 
 
 def _cause(exc: Exception) -> BaseException | None:
@@ -157,7 +155,7 @@ def _declaration(spec: ToolSpec) -> types.FunctionDeclaration:
     )
 
 
-def _contents(messages: tuple[Message, ...]) -> list[types.Content]:
+def _contents(messages: tuple[ChatMessage, ...]) -> list[types.Content]:
     """Convert the history, merging neighbours of the same role.
 
     Gemini wants the responses to all of one turn's function calls in a single content.
@@ -174,7 +172,7 @@ def _contents(messages: tuple[Message, ...]) -> list[types.Content]:
     return [types.Content(role=role, parts=parts) for role, parts in turns]
 
 
-def _parts(message: Message) -> tuple[Role, list[types.Part]]:
+def _parts(message: ChatMessage) -> tuple[Role, list[types.Part]]:
     match message:
         case UserText():
             return "user", [types.Part(text=message.text)] if message.text else []

@@ -15,7 +15,7 @@ from typing import Any
 
 from agents.messages import (
     AssistantTurn,
-    Message,
+    ChatMessage,
     ModelRequest,
     ModelTurn,
     ToolCall,
@@ -118,7 +118,7 @@ def _just_recorded(request: ModelRequest) -> dict[str, Any]:
     return {}
 
 
-def _assistant_texts(messages: tuple[Message, ...]) -> list[str]:
+def _assistant_texts(messages: tuple[ChatMessage, ...]) -> list[str]:
     texts: list[str] = []
     for message in messages:
         if isinstance(message, AssistantTurn):
@@ -127,12 +127,12 @@ def _assistant_texts(messages: tuple[Message, ...]) -> list[str]:
     return texts
 
 
-def _asked_anything(messages: tuple[Message, ...]) -> bool:
+def _asked_anything(messages: tuple[ChatMessage, ...]) -> bool:
     return any(text.strip() for text in _assistant_texts(messages))
 
 
 def _last_asked(
-    messages: tuple[Message, ...], questions: list[dict[str, str]]
+    messages: tuple[ChatMessage, ...], questions: list[dict[str, str]]
 ) -> dict[str, str] | None:
     """The question our most recent message asked, if it asked one."""
     for text in reversed(_assistant_texts(messages)):

@@ -15,7 +15,7 @@ from openai.types.chat import (
 
 from agents.messages import (
     AssistantTurn,
-    Message,
+    ChatMessage,
     ModelRequest,
     ModelTurn,
     ToolCall,
@@ -24,13 +24,13 @@ from agents.messages import (
     Usage,
     UserText,
 )
+from agents.providers import errors as failures
 from agents.providers.remote import RemoteProvider
 from agents.providers.retry import (
     DEFAULT_BACKOFF,
-    Backoff,
-    RetryableProviderError,
     parse_retry_after,
 )
+from bot.core.backoff import Backoff
 from bot.core.errors import ProviderError
 from bot.core.redact import Redactor
 
@@ -77,21 +77,15 @@ class OpenAIProvider(RemoteProvider):
 
 
 def _map_error(exc: openai.OpenAIError, redactor: Redactor) -> ProviderError:
-    """Turn any SDK error into ours: rate limits, 5xx and network trouble are retryable."""
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        detail = redactor.text(f"openai returned HTTP {status}: {_server_message(exc.body)}")[:300]
-        if status == 429:
-            retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-            return RetryableProviderError(detail, retry_after=retry_after)
-        if status == 408 or status >= 500:
-            return RetryableProviderError(detail)
-        if status in (401, 403):
-            detail += "; check OPENAI_API_KEY"
-        return ProviderError(detail, retryable=False)
+        retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
+        message = _server_message(exc.body)
+        return failures.http_error(
+            "openai", exc.status_code, message, redactor, retry_after=retry_after
+        )
     if isinstance(exc, openai.APIConnectionError):  # also covers APITimeoutError
-        return RetryableProviderError(f"openai request failed: {type(exc).__name__}")
-    return ProviderError(redactor.text(f"openai error: {exc}")[:300], retryable=False)
+        return failures.network_error("openai", exc)
+    return failures.invalid("openai", exc, redactor, "error")
 
 
 def _cause(exc: openai.OpenAIError) -> BaseException | None:
@@ -113,13 +107,13 @@ def _messages(request: ModelRequest) -> list[ChatCompletionMessageParam]:
     return system + [_message(message) for message in request.messages if not _is_empty(message)]
 
 
-def _is_empty(message: Message) -> bool:
+def _is_empty(message: ChatMessage) -> bool:
     # An assistant turn with nothing in it (the model said nothing) tells the model nothing,
     # and OpenAI-compatible servers differ on whether they accept one.
     return isinstance(message, AssistantTurn) and not message.text and not message.tool_calls
 
 
-def _message(message: Message) -> ChatCompletionMessageParam:
+def _message(message: ChatMessage) -> ChatCompletionMessageParam:
     match message:
         case UserText():
             return {"role": "user", "content": message.text}

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bot.core.errors import ConfigurationError
+from bot.core.providers import PROVIDER_NAMES
 
 if TYPE_CHECKING:
     from agents.providers.base import Provider
     from bot.core.settings import Settings
-
-PROVIDER_NAMES = ("openai", "anthropic", "gemini", "offline")
 
 
 def build_provider(settings: Settings, name: str | None = None) -> Provider:

@@ -7,7 +7,8 @@ from typing import ClassVar
 
 from agents.messages import ModelRequest, ModelTurn
 from agents.providers.base import Provider
-from agents.providers.retry import DEFAULT_BACKOFF, Backoff, call_with_retries
+from agents.providers.retry import DEFAULT_BACKOFF, call_with_retries
+from bot.core.backoff import Backoff
 from bot.core.errors import ConfigurationError
 from bot.core.redact import Redactor
 

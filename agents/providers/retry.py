@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
@@ -19,9 +18,9 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
+from bot.core.backoff import Backoff
 from bot.core.errors import ProviderError
 
 log = logging.getLogger("agents.providers")
@@ -36,17 +35,7 @@ class RetryableProviderError(ProviderError):
         self.retry_after = retry_after
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Backoff shape shared by all adapters."""
-
-    initial: float = 0.5
-    maximum: float = 20.0
-    jitter: float = 0.5
-    max_retry_after: float = 60.0
-
-
-DEFAULT_BACKOFF = Backoff()
+DEFAULT_BACKOFF = Backoff(initial=0.5, maximum=20.0, jitter=0.5)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -67,15 +56,10 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _wait(backoff: Backoff) -> Callable[[RetryCallState], float]:
-    exponential = wait_exponential_jitter(
-        initial=backoff.initial, max=backoff.maximum, jitter=backoff.jitter
-    )
-
     def wait(state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, RetryableProviderError) and error.retry_after is not None:
-            return min(error.retry_after, backoff.max_retry_after)
-        return float(exponential(state))
+        retry_after = error.retry_after if isinstance(error, RetryableProviderError) else None
+        return backoff.delay(state.attempt_number, retry_after)
 
     return wait
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from agents.router import open_deal
 from agents.tools.base import ToolArgs, ToolOutcome, ToolRefused, tool
 from agents.tools.context import ToolContext
-from bot.store.contacts import get_contact as load_contact
-from bot.store.inbox import recent_messages
 from bot.store.models import Contact
 
 
@@ -38,8 +35,9 @@ def contact_card(contact: Contact) -> dict[str, object]:
 async def get_contact(ctx: ToolContext, args: GetContactArgs) -> ToolOutcome:
     """Fetch the contact record of this conversation: name, email, tags, lead score, owner,
     recorded answers, and their open deal."""
-    contact = await load_contact(ctx.session, ctx.require_own_contact(args.contact_id))
-    deal = await open_deal(ctx.session, contact.id)
+    ctx.require_own_contact(args.contact_id)
+    contact = await ctx.scope.contact()
+    deal = await ctx.scope.open_deal()
     card = contact_card(contact)
     card["open_deal"] = (
         {"id": deal.id, "title": deal.title, "stage": deal.stage, "owner": deal.owner}
@@ -58,7 +56,7 @@ class GetRecentMessagesArgs(ToolArgs):
 async def get_recent_messages(ctx: ToolContext, args: GetRecentMessagesArgs) -> ToolOutcome:
     """Fetch the latest messages of this conversation, oldest first."""
     ctx.require_own_contact(args.contact_id)
-    messages = await recent_messages(ctx.session, ctx.run.conversation_id, args.n)
+    messages = await ctx.scope.recent_messages(args.n)
     return ToolOutcome(
         {
             "messages": [
@@ -79,8 +77,9 @@ async def record_answer(ctx: ToolContext, args: RecordAnswerArgs) -> ToolOutcome
     keys = [q.key for q in ctx.run.agent.questions]
     if args.key not in keys:
         raise ToolRefused("unknown_question", f"key must be one of {keys}")
-    contact = await load_contact(ctx.session, ctx.run.contact_id)
-    if not ctx.run.dry_run:
-        contact.custom_fields = {**(contact.custom_fields or {}), args.key: args.answer}
-    remaining = [k for k in keys if k not in (contact.custom_fields or {}) and k != args.key]
+    if ctx.run.dry_run:
+        answers = dict((await ctx.scope.contact()).custom_fields or {})
+    else:
+        answers = await ctx.scope.record_answer(args.key, args.answer)
+    remaining = [k for k in keys if k not in answers and k != args.key]
     return ToolOutcome({"recorded": args.key, "remaining_questions": remaining})

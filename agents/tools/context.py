@@ -1,21 +1,29 @@
-"""The context a tool runs in: the run's state and a session inside one transaction."""
+"""The context a tool runs in: the run's state, its conversation scope and the staff desk.
+
+A tool gets no session: what it may read and change is `scope` (the run's own contact,
+conversation and deals), and what it may ask of people is `ask_staff`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any
 
 from agents.run_state import RunState
 from agents.tools.base import ToolRefused
+from bot.desk.staff import notify_staff
 from bot.store.audit import AuditLog
+from bot.store.db import Tx
+from bot.store.scope import ConversationScope
 
 
-@dataclass(frozen=True, slots=True)
 class ToolContext:
-    session: AsyncSession
-    run: RunState
-    audit: AuditLog
+    __slots__ = ("_session", "audit", "run", "scope")
+
+    def __init__(self, session: Tx, run: RunState, audit: AuditLog) -> None:
+        self._session, self.run, self.audit = session, run, audit
+        self.scope = ConversationScope(
+            session, contact_id=run.contact_id, conversation_id=run.conversation_id
+        )
 
     def require_own_contact(self, contact_id: int | None) -> int:
         """The run's contact; refuses any other id the model names."""
@@ -26,3 +34,15 @@ class ToolContext:
                 f"contact {contact_id}.",
             )
         return self.run.contact_id
+
+    async def ask_staff(self, *, key: str, kind: str, text: str, meta: dict[str, Any]) -> None:
+        """Post to staff about this conversation (a confirmation to approve, say)."""
+        await notify_staff(
+            self._session,
+            key=key,
+            conversation_id=self.run.conversation_id,
+            contact_id=self.run.contact_id,
+            kind=kind,
+            text=text,
+            meta=meta,
+        )

@@ -7,14 +7,10 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import AwareDatetime, Field
-from sqlalchemy import select
 
-from agents.router import open_deal
 from agents.tools.base import ToolArgs, ToolOutcome, ToolRefused, tool
 from agents.tools.context import ToolContext
-from bot.desk.staff import notify_staff
-from bot.store.contacts import get_contact
-from bot.store.models import Deal, Meeting, Message, PendingConfirmation
+from bot.store.models import Deal
 from bot.store.types import utcnow
 
 Stage = Literal["new", "qualified", "meeting_booked", "proposal", "negotiation", "won", "lost"]
@@ -30,9 +26,9 @@ class UpdateDealStageArgs(ToolArgs):
 
 async def _own_deal(ctx: ToolContext, deal_id: int | None) -> Deal | None:
     if deal_id is None:
-        return await open_deal(ctx.session, ctx.run.contact_id)
-    deal = await ctx.session.get(Deal, deal_id)
-    if deal is None or deal.contact_id != ctx.run.contact_id:
+        return await ctx.scope.open_deal()
+    deal = await ctx.scope.deal(deal_id)
+    if deal is None:
         raise ToolRefused("out_of_scope", f"deal {deal_id} is not this contact's deal")
     return deal
 
@@ -40,21 +36,12 @@ async def _own_deal(ctx: ToolContext, deal_id: int | None) -> Deal | None:
 async def _propose(ctx: ToolContext, action: str, arguments: dict[str, object]) -> ToolOutcome:
     key = f"run:{ctx.run.run_id}:{action}:{sorted(arguments.items())}"
     if not ctx.run.dry_run:
-        pending = PendingConfirmation(
-            idempotency_key=key,
-            run_id=ctx.run.run_id,
-            conversation_id=ctx.run.conversation_id,
-            action=action,
-            arguments=arguments,
+        pending = await ctx.scope.ask_confirmation(
+            key=key, run_id=ctx.run.run_id, action=action, arguments=arguments
         )
-        ctx.session.add(pending)
-        await ctx.session.flush()
         details = ", ".join(f"{k}={v}" for k, v in arguments.items())
-        await notify_staff(
-            ctx.session,
+        await ctx.ask_staff(
             key=f"confirmation:{pending.id}",
-            conversation_id=ctx.run.conversation_id,
-            contact_id=ctx.run.contact_id,
             kind="confirmation",
             text=f"⚠️ {ctx.run.agent.name} asks to {action} ({details}). Approve?",
             meta={"confirmation_id": pending.id},
@@ -79,11 +66,8 @@ async def update_deal_stage(ctx: ToolContext, args: UpdateDealStageArgs) -> Tool
     if ctx.run.dry_run:
         return ToolOutcome({"would_move": deal.id if deal else "new deal", "stage": args.stage})
     if deal is None:
-        contact = await get_contact(ctx.session, ctx.run.contact_id)
-        deal = Deal(contact_id=contact.id, title=contact.name, owner=contact.owner)
-        ctx.session.add(deal)
-    previous, deal.stage, deal.last_activity_at = deal.stage, args.stage, utcnow()
-    await ctx.session.flush()
+        deal = await ctx.scope.start_deal()
+    previous = await ctx.scope.move_stage(deal, args.stage)
     return ToolOutcome({"deal_id": deal.id, "from": previous, "to": args.stage})
 
 
@@ -105,13 +89,8 @@ def _normalize(text: str) -> str:
 
 
 async def _contact_said(ctx: ToolContext, quote: str) -> bool:
-    query = select(Message.text).where(
-        Message.conversation_id == ctx.run.conversation_id,
-        Message.direction == "in",
-        Message.author == "contact",
-    )
     wanted = _normalize(quote)
-    return any(wanted in _normalize(text) for text in (await ctx.session.execute(query)).scalars())
+    return any(wanted in _normalize(text) for text in await ctx.scope.contact_texts())
 
 
 def _check_time(starts_at: datetime) -> None:
@@ -132,19 +111,14 @@ async def schedule_meeting(ctx: ToolContext, args: ScheduleMeetingArgs) -> ToolO
             "not_agreed",
             "contact_quote is not in anything the contact wrote; ask them for a time first.",
         )
-    deal = await open_deal(ctx.session, ctx.run.contact_id)
+    deal = await ctx.scope.open_deal()
     if ctx.run.dry_run:
         return ToolOutcome({"would_book": args.starts_at.isoformat()})
-    meeting = Meeting(
-        contact_id=ctx.run.contact_id,
-        deal_id=deal.id if deal else None,
+    meeting = await ctx.scope.book_meeting(
+        deal,
         starts_at=args.starts_at,
         duration_minutes=args.duration_minutes,
         topic=args.topic,
         run_id=ctx.run.run_id,
     )
-    ctx.session.add(meeting)
-    if deal is not None:
-        deal.last_activity_at = utcnow()
-    await ctx.session.flush()
     return ToolOutcome({"meeting_id": meeting.id, "starts_at": args.starts_at.isoformat()})

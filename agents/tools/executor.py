@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from agents.messages import ToolCall, ToolResult
 from agents.run_state import RunState
@@ -24,9 +23,9 @@ from agents.tools.base import REGISTRY, Control, Tool, ToolOutcome, ToolRefused
 from agents.tools.base import describe_validation_error as describe
 from agents.tools.context import ToolContext
 from bot.core.errors import RepeatedToolCall
+from bot.store import runs
 from bot.store.audit import AuditLog
 from bot.store.db import Database
-from bot.store.models import ToolInvocation
 from bot.store.runs import call_signature, canonical_arguments
 
 log = logging.getLogger("agents.tools")
@@ -97,14 +96,14 @@ class ToolExecutor:
         self, run: RunState, tool: Tool, call: ToolCall, args: Any, canonical: str
     ) -> Execution:
         key = f"{run.run_id}:{tool.name}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
-        async with self.db.transaction() as session:
+        # A call that changes nothing needs no commit: its record waits in the run's buffer
+        # for the next state change, like a model call's.
+        writes = tool.mutates and not run.dry_run
+        commits = writes or run.holds_a_step
+        async with self.db.transaction() if commits else self.db.reading() as session:
             replay = None
-            if tool.mutates and not run.dry_run:
-                replay = (
-                    await session.execute(
-                        select(ToolInvocation).where(ToolInvocation.idempotency_key == key)
-                    )
-                ).scalar_one_or_none()
+            if writes:
+                replay = await runs.invocation(session, key)
             if replay is not None:
                 outcome = ToolOutcome(
                     {
@@ -115,15 +114,14 @@ class ToolExecutor:
                 )
             else:
                 outcome = await tool.fn(ToolContext(session, run, self.audit), args)
-                if tool.mutates and not run.dry_run:
-                    session.add(
-                        ToolInvocation(
-                            idempotency_key=key,
-                            run_id=run.run_id,
-                            tool=tool.name,
-                            arguments=json.loads(canonical),
-                            result=outcome.result,
-                        )
+                if writes:
+                    runs.record_invocation(
+                        session,
+                        key=key,
+                        run_id=run.run_id,
+                        tool=tool.name,
+                        arguments=json.loads(canonical),
+                        result=outcome.result,
                     )
             record = run.entry(
                 "tool_call",
@@ -136,7 +134,10 @@ class ToolExecutor:
                     "control": type(outcome.control).__name__ if outcome.control else None,
                 },
             )
-            await self.audit.append_many(session, [*run.take_unwritten(), record])
+            if commits:
+                await self.audit.append_many(session, [*run.take_unwritten(), record])
+            else:
+                run.unwritten.append(record)
         content = json.dumps(outcome.result, default=str)
         return Execution(ToolResult(call.id, call.name, content), outcome.control)
 
@@ -144,16 +145,20 @@ class ToolExecutor:
         self, run: RunState, call: ToolCall, kind: str, message: str, **extra: Any
     ) -> Execution:
         log.info("run %s: tool %s refused (%s): %s", run.run_id, call.name, kind, message)
-        async with self.db.transaction() as session:
-            record = run.entry(
-                "tool_call",
-                {
-                    "tool": call.name,
-                    "call_id": call.id,
-                    "arguments": call.arguments,
-                    "raw_arguments": call.raw_arguments[:500] if call.arguments is None else None,
-                    "error": {"type": kind, "message": message, **extra},
-                },
-            )
-            await self.audit.append_many(session, [*run.take_unwritten(), record])
+        # A refused call changed nothing: its record is written with the next state change.
+        record = run.entry(
+            "tool_call",
+            {
+                "tool": call.name,
+                "call_id": call.id,
+                "arguments": call.arguments,
+                "raw_arguments": call.raw_arguments[:500] if call.arguments is None else None,
+                "error": {"type": kind, "message": message, **extra},
+            },
+        )
+        if run.holds_a_step:
+            async with self.db.transaction() as session:
+                await self.audit.append_many(session, [*run.take_unwritten(), record])
+        else:
+            run.unwritten.append(record)
         return Execution(_error(call, kind, message, **extra))

@@ -5,16 +5,12 @@ from __future__ import annotations
 import hashlib
 
 from pydantic import Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.guardrails import promises_handoff
 from agents.run_state import RunState
 from agents.tools.base import HandoffRequest, ToolArgs, ToolOutcome, ToolRefused, tool
 from agents.tools.context import ToolContext
 from bot.core.errors import GuardrailTripped
-from bot.store import outbox
-from bot.store.contacts import address_on
-from bot.store.models import Contact
 
 MAX_MESSAGES_PER_RUN = 3
 
@@ -26,9 +22,9 @@ class SendMessageArgs(ToolArgs):
     )
 
 
-async def recipient_for(session: AsyncSession, contact_id: int, channel: str) -> str:
+async def recipient_for(ctx: ToolContext, channel: str) -> str:
     """The contact's address on `channel`; refused for the model if there is none."""
-    address = await address_on(session, contact_id, channel)
+    address = await ctx.scope.address(channel)
     if address is None:
         raise ToolRefused("unreachable", f"the contact has no {channel} address")
     return address
@@ -52,22 +48,12 @@ def check_policy(run: RunState, text: str) -> None:
 async def queue_text(ctx: ToolContext, text: str, key: str) -> int:
     """Put `text` for the run's contact into the outbox under `key`; returns the item id."""
     run = ctx.run
-    contact = await ctx.session.get(Contact, run.contact_id)
-    if contact is not None and contact.unreachable:
+    if (await ctx.scope.contact()).unreachable:
         raise ToolRefused("unreachable", "the contact blocked us or cannot be reached")
-    recipient = await recipient_for(ctx.session, run.contact_id, run.channel)
-    item, _ = await outbox.enqueue(
-        ctx.session,
-        key=key,
-        conversation_id=run.conversation_id,
-        contact_id=run.contact_id,
-        channel=run.channel,
-        recipient=recipient,
-        text=text,
-        author="agent",
-        run_id=run.run_id,
+    recipient = await recipient_for(ctx, run.channel)
+    return await ctx.scope.queue_message(
+        key=key, channel=run.channel, recipient=recipient, text=text, run_id=run.run_id
     )
-    return item.id
 
 
 @tool(mutates=True)

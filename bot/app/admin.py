@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents import catalog
 from agents.definition import AgentDefinition, parse_definition
 from agents.runner import AgentRunner
 from bot.app.audit_view import render_run
 from bot.core.errors import ConfigurationError
+from bot.store.agent_definitions import agent_exists
+from bot.store.agent_runs import latest_runs_of
 from bot.store.audit import AuditLog
 from bot.store.contacts import Identity, find_contact, resolve_contact
 from bot.store.conversations import open_conversation
-from bot.store.db import Database
-from bot.store.models import AgentDefinitionRow, AgentRun
+from bot.store.db import Database, Tx
+from channels.host import Admin
 
 USAGE = {
     "list": "/agent list",
@@ -61,14 +59,7 @@ class UsageError(ConfigurationError):
     """The command is malformed; the message is its usage line."""
 
 
-@dataclass(frozen=True, slots=True)
-class Admin:
-    """Who gives the command, as the audit trail names them (e.g. telegram:12345)."""
-
-    actor: str
-
-
-_Command = Callable[[AsyncSession, Admin, list[str], str], Awaitable[str]]
+_Command = Callable[[Tx, Admin, list[str], str], Awaitable[str]]
 """A one-transaction `/agent` subcommand: (session, admin, its words, the whole text)."""
 
 
@@ -164,7 +155,7 @@ class AdminCommands:
         async with self.db.transaction() as session:
             return await self.agent_in(session, admin, text)
 
-    async def agent_in(self, session: AsyncSession, admin: Admin, text: str) -> str:
+    async def agent_in(self, session: Tx, admin: Admin, text: str) -> str:
         """Run an `/agent` command other than `test` in the caller's transaction, audited.
 
         A command that fails changes nothing (it runs in a savepoint); its reply says why.
@@ -196,7 +187,7 @@ class AdminCommands:
         async with self.db.transaction() as session:
             return await self.audit_run_in(session, admin, text)
 
-    async def audit_run_in(self, session: AsyncSession, admin: Admin, text: str) -> str:
+    async def audit_run_in(self, session: Tx, admin: Admin, text: str) -> str:
         """Run `/audit RUN_ID` in the caller's transaction, audited."""
         words = _words(text)
         if len(words) != 1:
@@ -211,9 +202,7 @@ class AdminCommands:
         )
         return reply
 
-    async def _audit_command(
-        self, session: AsyncSession, admin: Admin, command: str, reply: str
-    ) -> None:
+    async def _audit_command(self, session: Tx, admin: Admin, command: str, reply: str) -> None:
         payload = {"command": command, "reply": reply[:500]}
         await self.audit.append(session, "admin_command", payload, actor=admin.actor)
 
@@ -223,7 +212,7 @@ class AdminCommands:
             raise UsageError(f"Usage: {usage}")
         return args
 
-    async def _list(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
+    async def _list(self, session: Tx, admin: Admin, args: list[str], text: str) -> str:
         agents = await catalog.list_all(session)
         if not agents:
             return "No agents yet. Create one with /agent create NAME."
@@ -233,19 +222,19 @@ class AdminCommands:
             for a in agents
         )
 
-    async def _show(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
+    async def _show(self, session: Tx, admin: Admin, args: list[str], text: str) -> str:
         (name,) = self._need(args, 1, USAGE["show"])[:1]
         stored = await catalog.get(session, name)
         state = "enabled" if stored.enabled else "disabled"
         return f"{name}: {state}, version {stored.version}\n\n{stored.definition.to_yaml()}"
 
-    async def _create(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
+    async def _create(self, session: Tx, admin: Admin, args: list[str], text: str) -> str:
         (name,) = self._need(args, 1, USAGE["create"])[:1]
         definition = parse_definition(
             {"name": name, "goal": NEW_AGENT_GOAL, "persona": "A helpful, concise assistant."},
             name,
         )
-        if await session.get(AgentDefinitionRow, name) is not None:
+        if await agent_exists(session, name):
             return f"Not done: an agent named {name} already exists."
         await catalog.save(session, definition)
         await catalog.set_enabled(session, name, False)
@@ -254,7 +243,7 @@ class AdminCommands:
             f"then /agent enable {name}."
         )
 
-    async def _set(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
+    async def _set(self, session: Tx, admin: Admin, args: list[str], text: str) -> str:
         self._need(args, 3, USAGE["set"])
         name, field = args[0], args[1]
         value = (
@@ -265,20 +254,18 @@ class AdminCommands:
         changed = await catalog.set_field(session, name, target, typed)
         return f"{name}.{field} updated (version {changed.version})."
 
-    async def _enable(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
+    async def _enable(self, session: Tx, admin: Admin, args: list[str], text: str) -> str:
         return await self._toggle(session, self._need(args, 1, USAGE["enable"])[0], True)
 
-    async def _disable(
-        self, session: AsyncSession, admin: Admin, args: list[str], text: str
-    ) -> str:
+    async def _disable(self, session: Tx, admin: Admin, args: list[str], text: str) -> str:
         return await self._toggle(session, self._need(args, 1, USAGE["disable"])[0], False)
 
     @staticmethod
-    async def _toggle(session: AsyncSession, name: str, enabled: bool) -> str:
+    async def _toggle(session: Tx, name: str, enabled: bool) -> str:
         await catalog.set_enabled(session, name, enabled)
         return f"{name} {'enabled' if enabled else 'disabled'}."
 
-    async def _assign(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
+    async def _assign(self, session: Tx, admin: Admin, args: list[str], text: str) -> str:
         name, target = self._need(args, 2, USAGE["assign"])[:2]
         stored = await catalog.get(session, name)
         if target.startswith("tag:") and len(target) > 4:
@@ -291,15 +278,9 @@ class AdminCommands:
         contact.assigned_agent = name
         return f"{contact.name} (#{contact.id}) now goes to {name}."
 
-    async def _runs(self, session: AsyncSession, admin: Admin, args: list[str], text: str) -> str:
+    async def _runs(self, session: Tx, admin: Admin, args: list[str], text: str) -> str:
         (name,) = self._need(args, 1, USAGE["runs"])[:1]
-        query = (
-            select(AgentRun)
-            .where(AgentRun.agent_name == name)
-            .order_by(AgentRun.started_at.desc())
-            .limit(10)
-        )
-        runs = list((await session.execute(query)).scalars())
+        runs = await latest_runs_of(session, name, limit=10)
         if not runs:
             return f"{name} has no runs yet."
         return "\n".join(

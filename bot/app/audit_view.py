@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bot.core.errors import NotFoundError
-from bot.store.models import AgentRun, AuditEvent
+from bot.store.agent_runs import find_run
+from bot.store.audit import run_events
+from bot.store.db import Tx
+from bot.store.models import AuditEvent
 
 _WIDTH = 400
 
@@ -73,12 +73,11 @@ def render_event(event: AuditEvent) -> list[str]:
     return [stamp + body[0], *body[1:]]
 
 
-async def render_run(session: AsyncSession, run_id: str) -> str:
-    run = await session.get(AgentRun, run_id)
+async def render_run(session: Tx, run_id: str) -> str:
+    run = await find_run(session, run_id)
     if run is None:
         raise NotFoundError(f"no run with id {run_id!r}")
-    query = select(AuditEvent).where(AuditEvent.run_id == run_id).order_by(AuditEvent.id)
-    events = (await session.execute(query)).scalars().all()
+    events = await run_events(session, run_id)
     lines = [
         f"run {run.id}  agent {run.agent_name}  conversation {run.conversation_id}  "
         f"contact {run.contact_id}",

@@ -24,50 +24,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from dataclasses import dataclass
 from typing import assert_never
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from bot.desk.staff import STAFF_CHANNEL, notify_staff
+from bot.core.backoff import Backoff
+from bot.desk.staff import alert_staff
 from bot.store import outbox
 from bot.store.audit import AuditLog
-from bot.store.db import Database
+from bot.store.db import Database, Tx
 from bot.store.leases import Lease
 from bot.store.models import Contact, OutboxItem
 from channels.base import Channel, DeliveryResult, Failed, RetryLater, Sent, Unknown
 
 log = logging.getLogger("bot.delivery")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff for transient delivery failures."""
-
-    initial: float = 1.0
-    maximum: float = 300.0
-    max_attempts: int = 10
-
-    def delay(self, attempts: int) -> float:
-        base = min(self.initial * 2 ** max(attempts - 1, 0), self.maximum)
-        return float(base * random.uniform(0.8, 1.2))
-
-
-async def alert_staff(session: AsyncSession, item: OutboxItem, what: str, error: str) -> None:
-    """Tell staff about a customer message that did not (or may not) arrive; never resent."""
-    if item.channel == STAFF_CHANNEL:
-        return  # a failing staff channel cannot report on itself; the log and audit have it
-    excerpt = item.text if len(item.text) <= 300 else item.text[:299] + "…"
-    await notify_staff(
-        session,
-        key=f"delivery:{item.id}",
-        conversation_id=item.conversation_id,
-        contact_id=item.contact_id,
-        kind="alert",
-        text=f"⚠️ A message to this customer on {item.channel} {what} ({error}). "
-        f"It will not be sent again automatically:\n“{excerpt}”",
-    )
 
 
 class OutboxWorker:
@@ -80,7 +48,7 @@ class OutboxWorker:
         channel: Channel,
         *,
         worker_id: str,
-        retry: RetryPolicy | None = None,
+        retry: Backoff | None = None,
         poll_seconds: float = 1.0,
         claim_seconds: float = 120.0,
         lease_seconds: float | None = None,
@@ -92,7 +60,7 @@ class OutboxWorker:
         `Heartbeat` keeps alive: if the worker dies, its sends are declared unknown once that
         lease lapses instead of at the end of their claims."""
         self.db, self.audit, self.channel = db, audit, channel
-        self.worker_id, self.retry = worker_id, retry or RetryPolicy()
+        self.worker_id, self.retry = worker_id, retry or Backoff()
         self.poll_seconds, self.claim_seconds, self.batch = poll_seconds, claim_seconds, batch
         self._lease = (
             Lease(db, outbox.sender_lease(channel.name, worker_id), worker_id, lease_seconds)
@@ -173,7 +141,7 @@ class OutboxWorker:
             if await self._apply(session, item, result):
                 await self._audit_delivery(session, item, result)
 
-    async def _apply(self, session: AsyncSession, item: OutboxItem, result: DeliveryResult) -> bool:
+    async def _apply(self, session: Tx, item: OutboxItem, result: DeliveryResult) -> bool:
         """Move the item on after `result`; False when it is not worth an audit record."""
         match result:
             case Sent(external_id):
@@ -201,9 +169,7 @@ class OutboxWorker:
                 assert_never(result)
         return True
 
-    async def _audit_delivery(
-        self, session: AsyncSession, item: OutboxItem, result: DeliveryResult
-    ) -> None:
+    async def _audit_delivery(self, session: Tx, item: OutboxItem, result: DeliveryResult) -> None:
         await self.audit.append(
             session,
             "delivery",
@@ -219,7 +185,7 @@ class OutboxWorker:
             conversation_id=item.conversation_id,
         )
 
-    async def _expire_stale(self, session: AsyncSession) -> None:
+    async def _expire_stale(self, session: Tx) -> None:
         for item in await outbox.expire_stale_claims(session):
             await alert_staff(session, item, "may not have been delivered", item.last_error or "")
             log.error("outbox %s: outcome unknown, needs a person (%s)", item.id, item.last_error)

@@ -19,8 +19,9 @@ from contextlib import AbstractAsyncContextManager
 
 from agents.runner import AgentRunner
 from bot.store import leases
-from bot.store.db import Database
+from bot.store.db import Database, Tx
 from bot.store.inbox import conversations_with_pending, pending_messages
+from bot.store.models import Message
 
 log = logging.getLogger("bot.dispatcher")
 
@@ -103,16 +104,26 @@ class Dispatcher:
                 await leases.release(session, name, self.worker_id)
                 return
         released = False
+        after: list[Message] | None = None
+
+        async def last_look(session: Tx) -> None:
+            # In the run's closing transaction, after its messages are marked answered.
+            nonlocal after
+            after = await pending_messages(session, conversation_id)
+            if not after:
+                await leases.release(session, name, self.worker_id)
+
         try:
             while pending:
+                after, released = None, False
                 async with self._activity(conversation_id):
-                    await self.runner.handle_inbound(conversation_id, pending)
+                    await self.runner.handle_inbound(conversation_id, pending, last_look=last_look)
                 self._after_run()
-                async with self.db.transaction() as session:
-                    pending = await pending_messages(session, conversation_id)
-                    if not pending:
-                        await leases.release(session, name, self.worker_id)
-                        released = True
+                if after is None:  # the run ended without its closing transaction
+                    async with self.db.transaction() as session:
+                        await last_look(session)
+                released = not after  # known only once the transaction committed
+                pending = after or []
         finally:
             if not released:
                 async with self.db.transaction() as session:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bot.app.delivery import RetryPolicy
+from bot.core.backoff import Backoff
 from bot.core.errors import CrmbotError
 
 log = logging.getLogger("bot.supervise")
@@ -30,7 +30,7 @@ class ChannelFailed(CrmbotError):
 class Supervision:
     """How failures of a long-running task are met."""
 
-    backoff: RetryPolicy = field(default_factory=lambda: RetryPolicy(initial=1.0, maximum=60.0))
+    backoff: Backoff = field(default_factory=lambda: Backoff(initial=1.0, maximum=60.0))
     max_restarts: int = 20
     """Consecutive failures tolerated before the process gives up."""
     healthy_seconds: float = 60.0

@@ -11,22 +11,25 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
 
 from agents import catalog
 from agents.definition import TEMPLATES_DIR
 from agents.runner import AgentRunner, ProviderPool
+from bot.app.admin import AdminCommands
 from bot.app.delivery import OutboxWorker
 from bot.app.dispatcher import Dispatcher
 from bot.app.supervise import Start, Supervision, supervise
+from bot.core.backoff import Backoff
 from bot.core.redact import Redactor
 from bot.core.settings import Settings
+from bot.store import outbox
 from bot.store.audit import SEAL_EVERY_SECONDS, AuditLog, AuditSealer
 from bot.store.db import Database
 from bot.store.leases import Heartbeat
 from bot.store.refusals import Refusals
 from channels.base import Channel
+from channels.host import Activity
 
 log = logging.getLogger("bot.app")
 
@@ -62,7 +65,8 @@ class App:
         """Long-running jobs besides the channels (the audit sealer, dead-letter retries);
         supervised like the channels."""
         self.outbox_workers: dict[str, OutboxWorker] = {}
-        self.activity_signals: list[Callable[[int], AbstractAsyncContextManager[None]]] = []
+        self.activity_signals: list[Activity] = []
+        self.admins = AdminCommands(self.db, self.audit, self.runner)
 
     async def start(self) -> None:
         """Apply migrations; on a database with no agents, store the shipped ones.
@@ -74,16 +78,29 @@ class App:
         if self.seed_agents and await catalog.seed_if_empty(self.db):
             log.info("first start: stored the shipped agents from %s", TEMPLATES_DIR)
 
-    def add_channel(self, channel: Channel) -> OutboxWorker:
-        worker = OutboxWorker(
+    def add_channel(self, channel: Channel, *, retry: Backoff | None = None) -> None:
+        outbox.limit_text(channel.name, channel.text_limit)
+        self.outbox_workers[channel.name] = OutboxWorker(
             self.db,
             self.audit,
             channel,
             worker_id=self.settings.worker_id,
             lease_seconds=self.settings.lease_seconds,
+            retry=retry,
         )
-        self.outbox_workers[channel.name] = worker
-        return worker
+
+    def add_background(self, name: str, start: Start) -> None:
+        self.background[name] = start
+
+    def add_activity(self, activity: Activity) -> None:
+        self.activity_signals.append(activity)
+
+    def notify(self, conversation_id: int) -> None:
+        self.dispatcher.notify(conversation_id)
+
+    async def settle(self) -> None:
+        await self.dispatcher.idle()
+        await self.flush_outbox()
 
     @contextlib.asynccontextmanager
     async def activity(self, conversation_id: int) -> AsyncIterator[None]:

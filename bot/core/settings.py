@@ -12,7 +12,7 @@ import socket
 from decimal import Decimal
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -20,20 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.core.errors import ConfigurationError
 from bot.core.hours import BusinessHours
-
-ProviderName = Literal["openai", "anthropic", "gemini", "offline"]
-
-DEFAULT_MODELS: dict[str, str] = {
-    "openai": "gpt-4o-mini",
-    "anthropic": "claude-3-5-haiku-latest",
-    "gemini": "gemini-2.0-flash",
-    "offline": "offline-policy",
-}
-_KEY_SETTING = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-}
+from bot.core.providers import PROVIDERS, ProviderName
 
 
 def _default_worker_id() -> str:
@@ -172,11 +159,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _pick_provider(self) -> Settings:
         if self.llm_provider is None:
-            keyed = [name for name in ("openai", "anthropic", "gemini") if self.api_key(name)]
-            self.llm_provider = keyed[0] if keyed else "offline"  # type: ignore[assignment]
+            keyed = [n for n, p in PROVIDERS.items() if p.key_setting and self.api_key(n)]
+            self.llm_provider = keyed[0] if keyed else "offline"
         chosen = self.llm_provider
         if chosen is not None and chosen != "offline" and not self.api_key(chosen):
-            raise ValueError(f"{_KEY_SETTING[chosen]} is required when LLM_PROVIDER={chosen}")
+            raise ValueError(
+                f"{PROVIDERS[chosen].key_setting} is required when LLM_PROVIDER={chosen}"
+            )
         try:
             BusinessHours(self.business_hours, self.business_timezone)
         except ConfigurationError as error:
@@ -235,7 +224,7 @@ class Settings(BaseSettings):
         """The model to use for `provider` when the agent does not name one."""
         if self.llm_model and provider == self.llm_provider:
             return self.llm_model
-        return DEFAULT_MODELS[provider]
+        return PROVIDERS[cast(ProviderName, provider)].default_model
 
     def secrets(self) -> list[str]:
         """Every secret value configured, for log and audit redaction."""

@@ -12,12 +12,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bot.desk.staff import notify_staff
 from bot.store import deadletters
 from bot.store.audit import AuditLog
-from bot.store.db import Database
+from bot.store.db import Database, Tx
 from bot.store.models import DeadLetter
 from bot.store.types import utcnow
 
@@ -25,7 +23,7 @@ log = logging.getLogger("bot.deadletters")
 
 
 async def set_aside(
-    session: AsyncSession,
+    session: Tx,
     audit: AuditLog,
     *,
     source: str,

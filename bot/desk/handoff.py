@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bot.core.hours import BusinessHours
 from bot.desk.staff import notify_staff, summary_text
 from bot.store import outbox
 from bot.store.audit import AuditLog
 from bot.store.contacts import address_on
 from bot.store.conversations import get_conversation
-from bot.store.models import Handoff
+from bot.store.db import Tx
+from bot.store.handoffs import record_handoff
+from bot.store.models import HandoffRecord
 from bot.store.types import utcnow
 
 CUSTOMER_NOTICE = (
@@ -32,7 +32,7 @@ def customer_notice(hours: BusinessHours | None) -> str:
 
 
 async def hand_off(
-    session: AsyncSession,
+    session: Tx,
     audit: AuditLog,
     *,
     conversation_id: int,
@@ -42,7 +42,7 @@ async def hand_off(
     actor: str,
     tell_customer: bool = True,
     hours: BusinessHours | None = None,
-) -> Handoff | None:
+) -> HandoffRecord | None:
     """Move the conversation to `handed_off`, record why, tell staff and the customer once.
 
     Returns the handoff, or None when the conversation was already with people.
@@ -51,11 +51,9 @@ async def hand_off(
     if conversation.state == "handed_off":
         return None
     conversation.state = "handed_off"
-    handoff = Handoff(
-        conversation_id=conversation_id, run_id=run_id, reason=reason, summary=summary
+    handoff = await record_handoff(
+        session, conversation_id=conversation_id, run_id=run_id, reason=reason, summary=summary
     )
-    session.add(handoff)
-    await session.flush()
     if tell_customer:
         recipient = await address_on(session, conversation.contact_id, conversation.channel)
         if recipient is not None:

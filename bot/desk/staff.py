@@ -10,20 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from agents.router import open_deal
 from bot.core.safe_text import visible, visible_line
 from bot.store import outbox
 from bot.store.audit import AuditLog
 from bot.store.contacts import address_on, get_contact
 from bot.store.conversations import get_conversation
+from bot.store.db import Tx
+from bot.store.deals import get_confirmation, get_deal, move_stage, open_deal
+from bot.store.handoffs import latest_conversation
 from bot.store.inbox import recent_messages
 from bot.store.models import (
     Contact,
-    Conversation,
-    Deal,
     Message,
     OutboxItem,
     PendingConfirmation,
@@ -39,7 +36,7 @@ def staff_recipient(contact_id: int | None) -> str:
 
 
 async def notify_staff(
-    session: AsyncSession,
+    session: Tx,
     *,
     key: str,
     conversation_id: int | None,
@@ -68,6 +65,22 @@ async def notify_staff(
     return item
 
 
+async def alert_staff(session: Tx, item: OutboxItem, what: str, error: str) -> None:
+    """Tell staff about a customer message that did not (or may not) arrive; never resent."""
+    if item.channel == STAFF_CHANNEL:
+        return  # a failing staff channel cannot report on itself; the log and audit have it
+    excerpt = item.text if len(item.text) <= 300 else item.text[:299] + "…"
+    await notify_staff(
+        session,
+        key=f"delivery:{item.id}",
+        conversation_id=item.conversation_id,
+        contact_id=item.contact_id,
+        kind="alert",
+        text=f"⚠️ A message to this customer on {item.channel} {what} ({error}). "
+        f"It will not be sent again automatically:\n“{excerpt}”",
+    )
+
+
 def _who(contact: Contact) -> str:
     handles = [
         f"@{contact.telegram_username}" if contact.telegram_username else None,
@@ -90,9 +103,7 @@ def topic_title(contact: Contact) -> str:
     return name[:100] + f" #{contact.id}"
 
 
-async def summary_text(
-    session: AsyncSession, conversation_id: int, reason: str, summary: str
-) -> str:
+async def summary_text(session: Tx, conversation_id: int, reason: str, summary: str) -> str:
     """The handoff summary: who, channel, score, deal, why, the agent's summary, last messages.
 
     What came from outside is shown with its controls visible, one line per field.
@@ -123,7 +134,7 @@ async def summary_text(
     return "\n".join(lines)
 
 
-async def copy_to_staff(session: AsyncSession, message: Message) -> None:
+async def copy_to_staff(session: Tx, message: Message) -> None:
     """Show staff a customer message that arrived while the conversation is with them.
 
     A Telegram message is copied as it is (media and all), unless its text has controls to
@@ -155,19 +166,8 @@ class StaffMember:
     name: str
 
 
-async def latest_conversation(session: AsyncSession, contact_id: int) -> Conversation | None:
-    """The contact's open conversation (handed-off first), else their most recent one."""
-    query = (
-        select(Conversation)
-        .where(Conversation.contact_id == contact_id)
-        .order_by((Conversation.state == "closed").asc(), Conversation.updated_at.desc())
-        .limit(1)
-    )
-    return (await session.execute(query)).scalar_one_or_none()
-
-
 async def reply_to_customer(
-    session: AsyncSession,
+    session: Tx,
     audit: AuditLog,
     *,
     contact_id: int,
@@ -207,7 +207,7 @@ async def reply_to_customer(
 
 
 async def set_conversation_state(
-    session: AsyncSession, audit: AuditLog, *, contact_id: int, state: str, staff: StaffMember
+    session: Tx, audit: AuditLog, *, contact_id: int, state: str, staff: StaffMember
 ) -> str:
     conversation = await latest_conversation(session, contact_id)
     if conversation is None:
@@ -227,7 +227,7 @@ async def set_conversation_state(
 
 
 async def add_note(
-    session: AsyncSession, audit: AuditLog, *, contact_id: int, text: str, staff: StaffMember
+    session: Tx, audit: AuditLog, *, contact_id: int, text: str, staff: StaffMember
 ) -> None:
     """An internal note: audited and kept on the contact, never sent to the customer."""
     contact = await get_contact(session, contact_id)
@@ -245,7 +245,7 @@ async def add_note(
 
 
 async def decide(
-    session: AsyncSession,
+    session: Tx,
     audit: AuditLog,
     *,
     confirmation_id: int,
@@ -253,7 +253,7 @@ async def decide(
     staff: StaffMember,
 ) -> str:
     """Approve (and carry out) or reject a pending destructive action, once."""
-    pending = await session.get(PendingConfirmation, confirmation_id)
+    pending = await get_confirmation(session, confirmation_id)
     if pending is None:
         return "unknown request"
     if pending.status != "pending":
@@ -278,10 +278,10 @@ async def decide(
     return pending.status
 
 
-async def _carry_out(session: AsyncSession, pending: PendingConfirmation) -> None:
+async def _carry_out(session: Tx, pending: PendingConfirmation) -> None:
     if pending.action == "update_deal_stage":
-        deal = await session.get(Deal, pending.arguments.get("deal_id") or -1)
+        deal = await get_deal(session, pending.arguments.get("deal_id") or -1)
         if deal is not None:
-            deal.stage, deal.last_activity_at = pending.arguments["stage"], utcnow()
+            await move_stage(session, deal, pending.arguments["stage"])
         return
     raise ValueError(f"no handler for confirmed action {pending.action!r}")

@@ -363,3 +363,9 @@ async def _sealed_tips(
             tips[key] = (int(seq), str(digest))
         expected_id, prev = record.id + 1, record.hash
     return tips
+
+
+async def run_events(session: AsyncSession, run_id: str) -> list[AuditEvent]:
+    """Every audit event of the run, in the order they were written."""
+    query = select(AuditEvent).where(AuditEvent.run_id == run_id).order_by(AuditEvent.id)
+    return list((await session.execute(query)).scalars().all())

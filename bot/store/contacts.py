@@ -285,3 +285,10 @@ async def _insert_new(session: AsyncSession, sightings: _Sightings) -> None:
             {"contact_id": new[k].saved_id, "channel": k[0], "address": k[1]} for k in sorted(new)
         ]
         await session.execute(insert(ChannelIdentity), rows)
+
+
+async def mark_unreachable(session: AsyncSession, contact_id: int) -> None:
+    """Note that mail to the contact cannot be delivered (their mailbox does not exist)."""
+    contact = await session.get(Contact, contact_id)
+    if contact is not None:
+        contact.unreachable = True

@@ -57,3 +57,8 @@ async def set_state(session: AsyncSession, conversation_id: int, state: str) -> 
         .where(Conversation.id == conversation_id)
         .values(state=state, updated_at=utcnow())
     )
+
+
+async def find_conversation(session: AsyncSession, conversation_id: int) -> Conversation | None:
+    """The conversation with this id, or None (`get_conversation` raises instead)."""
+    return await session.get(Conversation, conversation_id)

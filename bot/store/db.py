@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypeAlias
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from bot.store.engine import create_engine, is_sqlite, session_factory
+from bot.store.engine import READ_ONLY, create_engine, is_sqlite, session_factory
 from bot.store.migrate import upgrade_database
 
 
@@ -34,6 +35,11 @@ class _TaskTurn:
                 yield
             finally:
                 self._owner = None
+
+
+Tx: TypeAlias = AsyncSession
+"""A transaction in progress. Layers above the store hold it and pass it to store functions;
+only the store runs statements on it."""
 
 
 class Database:
@@ -62,6 +68,21 @@ class Database:
         turn = self._sqlite_turn.hold() if self._sqlite_turn else contextlib.nullcontext()
         async with turn, self._sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only: nothing is committed (it rolls back at the end).
+
+        On SQLite it takes no write lock and waits for no writer (WAL readers see the last
+        commit); use it where a step reads and decides but changes nothing, so the step
+        costs no commit at all.
+        """
+        async with self._sessions() as session:
+            await session.connection(execution_options={READ_ONLY: True})
+            try:
+                yield session
+            finally:
+                await session.rollback()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "crmbot_read_only"
+"""Execution option of a connection that only reads: on SQLite its transaction is deferred."""
 
 
 def is_sqlite(url: str) -> bool:
@@ -58,7 +60,8 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _use_wal(cursor: Any) -> None:

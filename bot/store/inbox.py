@@ -320,3 +320,20 @@ async def recent_messages(
         .limit(limit)
     )
     return list(reversed((await session.execute(query)).scalars().all()))
+
+
+async def latest_inbound(
+    session: AsyncSession, conversation_id: int, channel: str, limit: int = 10
+) -> list[Message]:
+    """The conversation's last `limit` messages from the contact on `channel`, newest first."""
+    query = (
+        select(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.direction == "in",
+            Message.channel == channel,
+        )
+        .order_by(Message.id.desc())
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())

@@ -304,7 +304,7 @@ class OutboxItem(Base):
     sent_at: Mapped[datetime | None] = mapped_column()
 
 
-class Handoff(Base):
+class HandoffRecord(Base):
     """A conversation passed to people, with why and the agent's summary."""
 
     __tablename__ = "handoffs"

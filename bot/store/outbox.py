@@ -19,10 +19,11 @@ An item's states:
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, literal, or_, select, update
+from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -111,8 +112,18 @@ async def _chain_parts(session: AsyncSession, items: list[OutboxItem]) -> None:
 PART_OF = "part_of"
 """Meta key: the first part's id, on the later parts of a split post about no conversation."""
 
-TEXT_LIMITS: dict[str, int] = {"telegram": 4096, "staff": 4096}
-"""Longest text one message may carry, per channel."""
+TEXT_LIMITS: dict[str, int] = {}
+"""Longest text one message may carry, per channel name. Each channel declares its own
+(`Channel.text_limit`); the app enters them here when it adds the channel, so that texts are
+split when they are queued and every part gets a key of its own."""
+
+
+def limit_text(channel: str, limit: int | None) -> None:
+    """Split texts queued for `channel` at `limit` characters (None: never)."""
+    if limit is None:
+        TEXT_LIMITS.pop(channel, None)
+    else:
+        TEXT_LIMITS[channel] = limit
 
 
 def split_text(text: str, limit: int | None) -> list[str]:
@@ -317,3 +328,45 @@ async def expire_stale_claims(session: AsyncSession) -> list[OutboxItem]:
         item.last_error = f"sender {item.claimed_by} stopped mid-send; outcome unknown"
         await note_delivery_problem(session, item, "unknown", item.last_error)
     return stale
+
+
+async def find_item(session: AsyncSession, item_id: int) -> OutboxItem | None:
+    """The outbox item with this id, if there is one."""
+    return await session.get(OutboxItem, item_id)
+
+
+async def items_sent_as(
+    session: AsyncSession, channel: str, external_ids: Sequence[str]
+) -> list[OutboxItem]:
+    """Items of `channel` recorded as sent under any of these channel ids."""
+    query = select(OutboxItem).where(
+        OutboxItem.channel == channel, OutboxItem.external_id.in_(external_ids)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def count_recent_by_authors(
+    session: AsyncSession,
+    *,
+    channel: str,
+    contact_id: int | None,
+    authors: Sequence[str],
+    since: datetime,
+    excluding: int,
+) -> int:
+    """How many items `authors` wrote to the contact on `channel` went out since `since`,
+    leaving out item `excluding`. An `unknown` item created since then counts: it may have
+    gone out."""
+    count = await session.scalar(
+        select(func.count(OutboxItem.id)).where(
+            OutboxItem.channel == channel,
+            OutboxItem.contact_id == contact_id,
+            OutboxItem.author.in_(authors),
+            OutboxItem.id != excluding,
+            or_(
+                and_(OutboxItem.status == "sent", OutboxItem.sent_at >= since),
+                and_(OutboxItem.status == "unknown", OutboxItem.created_at >= since),
+            ),
+        )
+    )
+    return count or 0

@@ -1,15 +1,19 @@
-"""What a run already did, read back from its records when a stopped worker's run resumes."""
+"""Agent runs: opening and closing them, their tool invocations, their spend, and what a run
+already did, read back from its records when a stopped worker's run resumes."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.store.models import AuditEvent, ToolInvocation
+from bot.store.models import AgentRun, AuditEvent, ToolInvocation
+from bot.store.types import utcnow
 
 _UNPARSED = ("unknown_tool", "invalid_json", "invalid_arguments")
 """Refusals the executor gives before it counts a call."""
@@ -71,3 +75,78 @@ def canonical_arguments(arguments: dict[str, Any]) -> str:
 def call_signature(tool: str, canonical: str) -> str:
     """What a run counts identical calls by (see `RunState.call_counts`)."""
     return f"{tool}:{canonical}"
+
+
+async def unfinished_run(session: AsyncSession, conversation_id: int) -> AgentRun | None:
+    """A run of this conversation that a stopped worker left running (dry runs excluded)."""
+    query = select(AgentRun).where(
+        AgentRun.conversation_id == conversation_id,
+        AgentRun.status == "running",
+        AgentRun.trigger != "test",
+    )
+    return (await session.execute(query.limit(1))).scalar_one_or_none()
+
+
+async def open_run(session: AsyncSession, **fields: Any) -> AgentRun:
+    """Insert a running run (the columns of `AgentRun` as keywords); its id is set on return."""
+    row = AgentRun(**fields)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def finish_run(
+    session: AsyncSession,
+    run_id: str,
+    *,
+    status: str,
+    reason: str,
+    steps: int,
+    input_tokens: int,
+    output_tokens: int,
+    cost: Decimal,
+) -> None:
+    await session.execute(
+        update(AgentRun)
+        .where(AgentRun.id == run_id)
+        .values(
+            status=status,
+            stop_reason=reason[:2000],
+            steps=steps,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            finished_at=utcnow(),
+        )
+    )
+
+
+async def cost_since(session: AsyncSession, agent_name: str, since: datetime) -> Decimal:
+    """What the agent's runs started since `since` cost, in USD."""
+    query = select(func.coalesce(func.sum(AgentRun.cost), 0)).where(
+        AgentRun.agent_name == agent_name, AgentRun.started_at >= since
+    )
+    return Decimal(str((await session.execute(query)).scalar_one()))
+
+
+async def invocation(session: AsyncSession, key: str) -> ToolInvocation | None:
+    """The state-changing tool call done under `key` earlier in the run, if any."""
+    query = select(ToolInvocation).where(ToolInvocation.idempotency_key == key)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def record_invocation(
+    session: AsyncSession,
+    *,
+    key: str,
+    run_id: str,
+    tool: str,
+    arguments: dict[str, Any],
+    result: dict[str, Any],
+) -> None:
+    """Remember a state-changing call, so that a repeat in the same run is not done again."""
+    session.add(
+        ToolInvocation(
+            idempotency_key=key, run_id=run_id, tool=tool, arguments=arguments, result=result
+        )
+    )

@@ -6,5 +6,5 @@
 - `imap`: the mailbox reader: lease, IDLE or polling, reconnects, persisted UID cursor.
 - `intake`: one fetched message -> the store (recorded, ignored, or applied as a bounce).
 - `compose`, `smtp`, `outbound`: outbox item -> MIME reply in its thread -> SMTP.
-- `service`: all of it inside an `App`.
+- `service`: all of it inside a host (the app).
 """

@@ -17,10 +17,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from bot.store.models import Conversation, Message, OutboxItem
+from bot.store.conversations import find_conversation
+from bot.store.db import Tx
+from bot.store.inbox import latest_inbound
+from bot.store.models import OutboxItem
 from bot.store.types import utcnow
 
 CHANNEL = "email"
@@ -73,26 +73,17 @@ def is_message_id_of(item: OutboxItem, message_id: str) -> bool:
     return message_id.startswith(f"<outbox-{item.id}-{_digest(item)}@")
 
 
-async def thread_of(session: AsyncSession, conversation_id: int | None) -> Thread:
+async def thread_of(session: Tx, conversation_id: int | None) -> Thread:
     """The thread of the conversation's latest answerable email from the contact."""
     if conversation_id is None:  # a first email about no conversation (e.g. an approved draft)
         return Thread("", None, (), "")
-    query = (
-        select(Message)
-        .where(
-            Message.conversation_id == conversation_id,
-            Message.direction == "in",
-            Message.channel == CHANNEL,
-        )
-        .order_by(Message.id.desc())
-        .limit(10)
-    )
-    inbound = [m.meta.get("email", {}) for m in (await session.execute(query)).scalars()]
+    latest = await latest_inbound(session, conversation_id, CHANNEL, limit=10)
+    inbound = [m.meta.get("email", {}) for m in latest]
     answerable = [m for m in inbound if m.get("kind") == "answer"]
     chosen: dict[str, Any] = (answerable or inbound or [{}])[0]
     subject = chosen.get("subject") or ""
     if not subject:
-        conversation = await session.get(Conversation, conversation_id)
+        conversation = await find_conversation(session, conversation_id)
         subject = (conversation.subject if conversation else None) or ""
     references = tuple(chosen.get("references") or ())
     message_id = chosen.get("message_id")

@@ -27,19 +27,18 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import aioimaplib
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.app.delivery import RetryPolicy
+from bot.core.backoff import Backoff
 from bot.store import cursors
-from bot.store.db import Database, is_transient
+from bot.store.db import Database, Tx, is_transient
 from bot.store.leases import Lease
 from bot.store.types import utcnow
 from channels.email.intake import FetchedMail, NotSentYet
 
 log = logging.getLogger("channels.email")
 T = TypeVar("T")
-Handler = Callable[[AsyncSession, FetchedMail], Awaitable[int | None]]
-Unreadable = Callable[[AsyncSession, FetchedMail, str], Awaitable[None]]
+Handler = Callable[[Tx, FetchedMail], Awaitable[int | None]]
+Unreadable = Callable[[Tx, FetchedMail, str], Awaitable[None]]
 """Sets a message aside that `Handler` failed on (the data's fault, not the database's)."""
 """Stores one message inside the cursor's transaction; returns a conversation to answer."""
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -243,12 +242,12 @@ class MailboxReader:
         worker_id: str,
         unreadable: Unreadable,
         lease_seconds: float = 60.0,
-        backoff: RetryPolicy | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.config, self.db, self.handle, self.notify = config, db, handle, notify
         self.unreadable = unreadable
         self.worker_id, self.lease_seconds = worker_id, lease_seconds
-        self.backoff = backoff or RetryPolicy(initial=1.0, maximum=60.0)
+        self.backoff = backoff or Backoff(initial=1.0, maximum=60.0)
         key = f"email:{config.address}"
         self.validity_key, self.last_uid_key = f"{key}:uidvalidity", f"{key}:last_uid"
         self.synced_key, self.lease_key = f"{key}:synced_at", f"{key}:poller"
@@ -394,7 +393,7 @@ class MailboxReader:
         if conversation is not None:
             self.notify(conversation)
 
-    async def _save(self, session: AsyncSession, uidvalidity: int, last_uid: int) -> None:
+    async def _save(self, session: Tx, uidvalidity: int, last_uid: int) -> None:
         await cursors.save(session, self.validity_key, str(uidvalidity))
         await cursors.save(session, self.last_uid_key, str(last_uid))
         await cursors.save(session, self.synced_key, utcnow().isoformat())

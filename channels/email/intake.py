@@ -13,16 +13,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from bot.app.delivery import alert_staff
 from bot.desk.deadletters import set_aside
+from bot.desk.staff import alert_staff
 from bot.store import outbox
 from bot.store.audit import AuditLog
-from bot.store.contacts import Identity
+from bot.store.contacts import Identity, mark_unreachable
+from bot.store.db import Tx
 from bot.store.inbox import InboundMessage, is_known, record_inbound
-from bot.store.models import Contact, OutboxItem, RawEmail
+from bot.store.models import OutboxItem
+from bot.store.raw_emails import is_read_at, keep_raw_email
 from bot.store.types import utcnow
 from channels.email.compose import is_message_id_of, our_message_ids
 from channels.email.loops import CHANNEL, Kind, Verdict, classify
@@ -51,15 +50,12 @@ MAX_ADDRESS_LENGTH = 320
 """RFC 5321 allows 64 octets before the @ and 255 after it."""
 
 
-async def bounced_items(session: AsyncSession, candidates: list[str]) -> list[OutboxItem]:
+async def bounced_items(session: Tx, candidates: list[str]) -> list[OutboxItem]:
     """Our outbox items these Message-IDs name: by their recorded id, or by our id format
     (the send may not be recorded yet)."""
-    query = select(OutboxItem).where(
-        OutboxItem.channel == CHANNEL, OutboxItem.external_id.in_(candidates)
-    )
-    found = {item.id: item for item in (await session.execute(query)).scalars()}
+    found = {item.id: item for item in await outbox.items_sent_as(session, CHANNEL, candidates)}
     for message_id, item_id in our_message_ids(" ".join(candidates)).items():
-        item = found.get(item_id) or await session.get(OutboxItem, item_id)
+        item = found.get(item_id) or await outbox.find_item(session, item_id)
         if item is not None and item.channel == CHANNEL and is_message_id_of(item, message_id):
             found[item.id] = item
     return list(found.values())
@@ -136,7 +132,7 @@ class EmailIntake:
     def __init__(self, audit: AuditLog, own_addresses: frozenset[str]) -> None:
         self.audit, self.own_addresses = audit, own_addresses
 
-    async def set_aside(self, session: AsyncSession, mail: FetchedMail, error: str) -> None:
+    async def set_aside(self, session: Tx, mail: FetchedMail, error: str) -> None:
         """Keep a message that could not be handled as a dead letter, at its mailbox position."""
         await set_aside(
             session,
@@ -148,7 +144,7 @@ class EmailIntake:
             error=error,
         )
 
-    async def handle(self, session: AsyncSession, mail: FetchedMail) -> int | None:
+    async def handle(self, session: Tx, mail: FetchedMail) -> int | None:
         if await self._seen_at(session, mail):
             return None
         parsed = parse_email(mail.raw)
@@ -174,31 +170,24 @@ class EmailIntake:
                 await self._bounce(session, parsed, mail)
             case Kind.IGNORE | Kind.OWN:
                 await self._not_answered(session, parsed, verdict, None)
-        session.add(
-            RawEmail(
-                message_id=message_id,
-                mailbox=mail.mailbox,
-                uidvalidity=mail.uidvalidity,
-                uid=mail.uid,
-                header_message_id=(parsed.message_id or "")[:300] or None,
-                verdict=verdict.kind.value,
-                size=len(mail.raw),
-                raw=mail.raw,
-            )
+        await keep_raw_email(
+            session,
+            message_id=message_id,
+            mailbox=mail.mailbox,
+            uidvalidity=mail.uidvalidity,
+            uid=mail.uid,
+            header_message_id=(parsed.message_id or "")[:300] or None,
+            verdict=verdict.kind.value,
+            raw=mail.raw,
         )
         return answer
 
-    async def _seen_at(self, session: AsyncSession, mail: FetchedMail) -> bool:
-        query = select(RawEmail.id).where(
-            RawEmail.mailbox == mail.mailbox,
-            RawEmail.uidvalidity == mail.uidvalidity,
-            RawEmail.uid == mail.uid,
-        )
-        return (await session.execute(query)).first() is not None
+    async def _seen_at(self, session: Tx, mail: FetchedMail) -> bool:
+        return await is_read_at(session, mail.mailbox, mail.uidvalidity, mail.uid)
 
     async def _not_answered(
         self,
-        session: AsyncSession,
+        session: Tx,
         parsed: ParsedEmail,
         verdict: Verdict,
         conversation_id: int | None,
@@ -218,7 +207,7 @@ class EmailIntake:
             conversation_id=conversation_id,
         )
 
-    async def _bounce(self, session: AsyncSession, parsed: ParsedEmail, mail: FetchedMail) -> None:
+    async def _bounce(self, session: Tx, parsed: ParsedEmail, mail: FetchedMail) -> None:
         """Fail the outbound email a bounce reports, as a refusal at sending would."""
         report = parsed.report
         candidates = list(
@@ -251,10 +240,8 @@ class EmailIntake:
             # Failed like a 5xx at sending: the agent's history shows it as not delivered.
             await outbox.mark_failed(session, item.id, reason)
             await alert_staff(session, item, "was not delivered", reason)
-            if is_mailbox_status(status):
-                contact = await session.get(Contact, item.contact_id)
-                if contact is not None:
-                    contact.unreachable = True
+            if is_mailbox_status(status) and item.contact_id is not None:
+                await mark_unreachable(session, item.contact_id)
             await self.audit.append(
                 session,
                 "email_bounced",

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from bot.store.db import Tx
 from bot.store.models import OutboxItem
+from bot.store.outbox import count_recent_by_authors
 from bot.store.types import utcnow
 from channels.email.parse import ParsedEmail
 
@@ -113,25 +112,21 @@ class AutoReplyCap:
     def __init__(self, limit: int, window: timedelta = timedelta(hours=1)) -> None:
         self.limit, self.window = limit, window
 
-    async def refusal(self, session: AsyncSession, item: OutboxItem) -> str | None:
+    async def refusal(self, session: Tx, item: OutboxItem) -> str | None:
         """Why `item` must not be sent, or None when it may."""
         if item.author not in AUTOMATIC_AUTHORS:
             return None
         since = utcnow() - self.window
-        sent = await session.scalar(
-            select(func.count(OutboxItem.id)).where(
-                OutboxItem.channel == CHANNEL,
-                OutboxItem.contact_id == item.contact_id,
-                OutboxItem.author.in_(AUTOMATIC_AUTHORS),
-                OutboxItem.id != item.id,
-                or_(
-                    and_(OutboxItem.status == "sent", OutboxItem.sent_at >= since),
-                    # it may have gone out: count it rather than risk one more
-                    and_(OutboxItem.status == "unknown", OutboxItem.created_at >= since),
-                ),
-            )
+        # An `unknown` one may have gone out: it counts rather than risk one more.
+        sent = await count_recent_by_authors(
+            session,
+            channel=CHANNEL,
+            contact_id=item.contact_id,
+            authors=AUTOMATIC_AUTHORS,
+            since=since,
+            excluding=item.id,
         )
-        if (sent or 0) < self.limit:
+        if sent < self.limit:
             return None
         return (
             f"automatic reply cap reached: {sent} automatic emails to this contact in the past "

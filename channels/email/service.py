@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.app.delivery import RetryPolicy
-from bot.app.wiring import App
+from bot.core.backoff import Backoff
 from bot.core.settings import Settings
 from bot.desk.deadletters import Retrier
 from bot.store.models import DeadLetter
@@ -15,9 +14,10 @@ from channels.email.intake import EmailIntake, from_position_ref
 from channels.email.loops import CHANNEL, AutoReplyCap
 from channels.email.outbound import EmailChannel
 from channels.email.smtp import SmtpConfig, SmtpTransport
+from channels.host import Host
 
 log = logging.getLogger("channels.email")
-EMAIL_RETRY = RetryPolicy(initial=10.0, maximum=900.0, max_attempts=25)
+EMAIL_RETRY = Backoff(initial=10.0, maximum=900.0, max_attempts=25)
 """An SMTP server that is down delays replies for hours (about five) before they fail."""
 
 
@@ -57,9 +57,9 @@ def own_addresses(settings: Settings) -> frozenset[str]:
 
 
 class EmailService:
-    """Runs the email channel inside an `App` (like `TelegramService`)."""
+    """Runs the email channel inside a host (like `TelegramService`)."""
 
-    def __init__(self, app: App, settings: Settings) -> None:
+    def __init__(self, app: Host, settings: Settings) -> None:
         assert settings.email_enabled and settings.email_from
         self.app, self.settings = app, settings
         self.mailbox = mailbox_config(settings)
@@ -71,20 +71,19 @@ class EmailService:
             self.sender,
             AutoReplyCap(settings.email_autoreply_cap_per_hour),
         )
-        worker = app.add_channel(self.channel)
-        worker.retry = EMAIL_RETRY
+        app.add_channel(self.channel, retry=EMAIL_RETRY)
         self.intake = EmailIntake(app.audit, own_addresses(settings))
         self.reader = MailboxReader(
             self.mailbox,
             app.db,
             self.intake.handle,
-            app.dispatcher.notify,
+            app.notify,
             worker_id=settings.worker_id,
             unreadable=self.intake.set_aside,
             lease_seconds=settings.lease_seconds,
         )
         retrier = Retrier(app.db, CHANNEL, self._retry)
-        app.background["email-dead-letters"] = retrier.run_forever
+        app.add_background("email-dead-letters", retrier.run_forever)
 
     async def start(self) -> None:
         if not self.mailbox.tls:

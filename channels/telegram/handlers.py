@@ -9,7 +9,7 @@ outbox, never sent straight to Telegram. A replay finds the marker and does noth
 crash before the commit leaves nothing done, so the replay then applies all of it.
 
 Messages from bots are never commands nor staff replies. Only members of the staff group act
-as staff, and never the customer a topic is about. Refusals are counted by `App.refusals`.
+as staff, and never the customer a topic is about. Refusals are counted by the host's `refusals`.
 """
 
 from __future__ import annotations
@@ -20,14 +20,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import BotCommand, Message, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, filters
 from telegram.ext import MessageHandler as TgMessageHandler
 
-from bot.app.admin import Admin, AdminCommands
-from bot.app.wiring import App
 from bot.core.safe_text import visible, visible_line
 from bot.desk.staff import (
     StaffMember,
@@ -37,8 +33,11 @@ from bot.desk.staff import (
     set_conversation_state,
 )
 from bot.store import outbox
+from bot.store.db import Tx
 from bot.store.handled import first_time
-from bot.store.models import Contact, StaffPost, StaffThread
+from bot.store.models import Contact
+from bot.store.staff_topics import contact_of_staff_message
+from channels.host import Admin, AdminPort, Host
 from channels.telegram.commands import Command, parse_command
 from channels.telegram.membership import StaffMembership
 from channels.telegram.normalize import CHANNEL
@@ -89,7 +88,7 @@ class Origin:
         return cls(update.update_id, message.chat_id, thread_id, message.message_id)
 
 
-async def queue_reply(session: AsyncSession, origin: Origin, text: str) -> None:
+async def queue_reply(session: Tx, origin: Origin, text: str) -> None:
     """Queue the acknowledgement of `origin`: a reply to it, in its topic, sent once."""
     meta: dict[str, Any] = {"reply_to_message_id": origin.message_id}
     if origin.thread_id is not None:
@@ -108,14 +107,14 @@ async def queue_reply(session: AsyncSession, origin: Origin, text: str) -> None:
     )
 
 
-def _saying(text: str) -> Callable[[AsyncSession], Awaitable[str]]:
-    async def reply(session: AsyncSession) -> str:
+def _saying(text: str) -> Callable[[Tx], Awaitable[str]]:
+    async def reply(session: Tx) -> str:
         return text
 
     return reply
 
 
-async def _nothing(session: AsyncSession) -> bool:
+async def _nothing(session: Tx) -> bool:
     return True
 
 
@@ -124,8 +123,8 @@ class TelegramHandlers:
 
     def __init__(
         self,
-        app: App,
-        admins: AdminCommands,
+        app: Host,
+        admins: AdminPort,
         *,
         staff_chat_id: int,
         admin_ids: set[int],
@@ -148,7 +147,7 @@ class TelegramHandlers:
 
     # Once per update
 
-    async def _once(self, update_id: int, work: Callable[[AsyncSession], Awaitable[T]]) -> T | None:
+    async def _once(self, update_id: int, work: Callable[[Tx], Awaitable[T]]) -> T | None:
         """Run `work` in one transaction with the update's marker; None, and nothing done,
         when the update was handled before."""
         async with self.app.db.transaction() as session:
@@ -159,12 +158,10 @@ class TelegramHandlers:
         self.app.wake_outbox()
         return result
 
-    async def _answer(
-        self, origin: Origin, work: Callable[[AsyncSession], Awaitable[str | None]]
-    ) -> bool:
+    async def _answer(self, origin: Origin, work: Callable[[Tx], Awaitable[str | None]]) -> bool:
         """Apply `work` once, queuing its reply (if any) with it; False if handled before."""
 
-        async def apply(session: AsyncSession) -> bool:
+        async def apply(session: Tx) -> bool:
             reply = await work(session)
             if reply:
                 await queue_reply(session, origin, reply)
@@ -199,7 +196,7 @@ class TelegramHandlers:
             return
         await self._answer(origin, lambda session: self._admin_command(session, admin, command))
 
-    async def _admin_command(self, session: AsyncSession, admin: Admin, command: Command) -> str:
+    async def _admin_command(self, session: Tx, admin: Admin, command: Command) -> str:
         if command.name == "agent":
             return await self.admins.agent_in(session, admin, command.rest)
         return await self.admins.audit_run_in(session, admin, command.rest)
@@ -257,7 +254,7 @@ class TelegramHandlers:
 
     async def _staff_action(
         self,
-        session: AsyncSession,
+        session: Tx,
         contact_id: int,
         text: str,
         command: Command | None,
@@ -292,20 +289,9 @@ class TelegramHandlers:
         thread_id = message.message_thread_id if message.is_topic_message else None
         reply_to = message.reply_to_message.message_id if message.reply_to_message else None
         async with self.app.db.transaction() as session:
-            contact_id = None
-            if thread_id is not None:
-                contact_id = (
-                    await session.execute(
-                        select(StaffThread.contact_id).where(
-                            StaffThread.chat_id == self.staff_chat_id,
-                            StaffThread.thread_id == thread_id,
-                        )
-                    )
-                ).scalar_one_or_none()
-            if contact_id is None and reply_to is not None:
-                post = await session.get(StaffPost, (self.staff_chat_id, reply_to))
-                contact_id = post.contact_id if post is not None else None
-            return await session.get(Contact, contact_id) if contact_id is not None else None
+            return await contact_of_staff_message(
+                session, self.staff_chat_id, thread_id=thread_id, reply_to=reply_to
+            )
 
     async def _why_not_staff(self, context: Context, user_id: int, contact: Contact) -> str | None:
         """Why the user may not act in the contact's topic; None if they may.

@@ -22,7 +22,7 @@ from telegram import Bot, Update
 from telegram.error import NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes
 
-from bot.app.delivery import RetryPolicy
+from bot.core.backoff import Backoff
 from bot.desk.deadletters import set_aside
 from bot.store import cursors
 from bot.store.audit import AuditLog
@@ -198,7 +198,7 @@ class Poller:
         )
         self.failures = 0
         self.lease = Lease(db, POLLER_LEASE, worker_id, lease_seconds)
-        self.backoff = RetryPolicy(initial=2.0, maximum=60.0)
+        self.backoff = Backoff(initial=2.0, maximum=60.0)
 
     async def run(self) -> None:
         await self.lease.run(self._poll_with_backoff)

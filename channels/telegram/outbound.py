@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import delete
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, TelegramError
 
 from bot.desk.staff import STAFF_CHANNEL, topic_title
 from bot.store.contacts import get_contact
 from bot.store.db import Database
-from bot.store.models import OutboxItem, StaffPost, StaffThread
+from bot.store.models import OutboxItem
+from bot.store.staff_topics import forget_topic, remember_post, remember_topic, topic_of
 from channels.base import Channel, DeliveryResult, Failed, Sent
 from channels.telegram.normalize import CHANNEL
 from channels.telegram.pacing import Pacing
 from channels.telegram.sending import classify, is_missing_thread, send_text
 
+MAX_MESSAGE_LENGTH = 4096
+"""Telegram's limit for one message's text, in characters after entity parsing."""
 log = logging.getLogger("channels.telegram")
 
 
@@ -29,6 +31,7 @@ class CustomerChannel(Channel):
     """
 
     name = CHANNEL
+    text_limit = MAX_MESSAGE_LENGTH
 
     def __init__(self, bot: Bot, pacing: Pacing) -> None:
         self.bot, self.pacing = bot, pacing
@@ -85,6 +88,7 @@ class StaffChannel(Channel):
     """
 
     name = STAFF_CHANNEL
+    text_limit = MAX_MESSAGE_LENGTH
 
     def __init__(self, bot: Bot, pacing: Pacing, db: Database, chat_id: int) -> None:
         self.bot, self.pacing, self.db, self.chat_id = bot, pacing, db, chat_id
@@ -132,16 +136,14 @@ class StaffChannel(Channel):
         if contact_id is None:
             return None  # about no contact: the group's general thread
         async with self.db.transaction() as session:
-            thread = await session.get(StaffThread, contact_id)
+            thread = await topic_of(session, contact_id)
             if thread is not None and thread.chat_id == self.chat_id:
                 return thread.thread_id
             contact = await get_contact(session, contact_id)
             title = topic_title(contact)
         thread_id = await self._create_topic(title)
         async with self.db.transaction() as session:
-            await session.merge(
-                StaffThread(contact_id=contact_id, chat_id=self.chat_id, thread_id=thread_id)
-            )
+            await remember_topic(session, contact_id, self.chat_id, thread_id)
         return thread_id
 
     async def _create_topic(self, title: str) -> int | None:
@@ -155,17 +157,11 @@ class StaffChannel(Channel):
 
     async def _forget_thread(self, contact_id: int) -> None:
         async with self.db.transaction() as session:
-            await session.execute(delete(StaffThread).where(StaffThread.contact_id == contact_id))
+            await forget_topic(session, contact_id)
 
     async def _remember_post(self, item: OutboxItem, message_id: int) -> None:
         if item.contact_id is None:
             return  # replies to a post about no contact route nowhere
         async with self.db.transaction() as session:
-            await session.merge(
-                StaffPost(
-                    chat_id=self.chat_id,
-                    message_id=message_id,
-                    contact_id=item.contact_id,
-                    confirmation_id=(item.meta or {}).get("confirmation_id"),
-                )
-            )
+            confirmation_id = (item.meta or {}).get("confirmation_id")
+            await remember_post(session, self.chat_id, message_id, item.contact_id, confirmation_id)

@@ -47,7 +47,10 @@ def retry_seconds(error: RetryAfter) -> float:
 def classify(error: TelegramError) -> DeliveryResult:
     """What the outbox should do after `error`."""
     if isinstance(error, RetryAfter):
-        return RetryLater(f"flood control: {error}", after=retry_seconds(error))
+        # Flood control refused the message outright: nothing was sent, and waiting as told
+        # always gets it through, so it is not a failed attempt (counting it would fail a
+        # message for good after a busy hour).
+        return RetryLater(f"flood control: {error}", after=retry_seconds(error), throttled=True)
     if isinstance(error, Forbidden):
         return Failed(f"forbidden: {error.message}", unreachable=True)
     if isinstance(error, BadRequest):

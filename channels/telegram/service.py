@@ -13,13 +13,12 @@ from telegram.constants import ChatAction
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder
 
-from bot.app.admin import AdminCommands
-from bot.app.wiring import App
 from bot.core.settings import Settings
 from bot.desk.deadletters import Retrier
 from bot.store.contacts import address_on
 from bot.store.conversations import get_conversation
 from bot.store.models import DeadLetter
+from channels.host import Host
 from channels.telegram.handlers import COMMANDS, TelegramHandlers
 from channels.telegram.ingest import ALLOWED_UPDATES, Poller, UpdateIntake, WebhookServer
 from channels.telegram.normalize import CHANNEL
@@ -46,9 +45,9 @@ def build_application(settings: Settings) -> Application:  # type: ignore[type-a
 
 
 class TelegramService:
-    """Runs the Telegram channel inside an `App`."""
+    """Runs the Telegram channel inside a host (the app)."""
 
-    def __init__(self, app: App, settings: Settings) -> None:
+    def __init__(self, app: Host, settings: Settings) -> None:
         assert settings.telegram_staff_chat_id is not None
         self.app, self.settings = app, settings
         self.application = build_application(settings)
@@ -56,17 +55,16 @@ class TelegramService:
         pacing = Pacing(overall_per_second=settings.telegram_max_messages_per_second)
         app.add_channel(CustomerChannel(bot, pacing))
         app.add_channel(StaffChannel(bot, pacing, app.db, settings.telegram_staff_chat_id))
-        app.activity_signals.append(self.typing)
-        self.admins = AdminCommands(app.db, app.audit, app.runner)
+        app.add_activity(self.typing)
         TelegramHandlers(
             app,
-            self.admins,
+            app.admins,
             staff_chat_id=settings.telegram_staff_chat_id,
             admin_ids=set(settings.telegram_admin_ids),
         ).install(self.application)
-        self.intake = UpdateIntake(app.db, app.audit, self.application, app.dispatcher.notify)
+        self.intake = UpdateIntake(app.db, app.audit, self.application, app.notify)
         retrier = Retrier(app.db, CHANNEL, self._retry)
-        app.background["telegram-dead-letters"] = retrier.run_forever
+        app.add_background("telegram-dead-letters", retrier.run_forever)
         self.webhook: WebhookServer | None = None
 
     async def start(self) -> None:

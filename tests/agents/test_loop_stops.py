@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import select
 
 from agents.messages import ModelRequest, ModelTurn
-from bot.store.models import AgentRun, Conversation, Handoff, OutboxItem
+from bot.store.models import AgentRun, Conversation, HandoffRecord, OutboxItem
 from tests.support.harness import Harness
 from tests.support.models import FunctionModel, ScriptedModel, call, turn
 
@@ -17,7 +17,9 @@ async def _handoff_reason(h: Harness, conversation_id: int) -> str:
         conversation = await session.get(Conversation, conversation_id)
         assert conversation is not None and conversation.state == "handed_off"
         handoff = (
-            await session.execute(select(Handoff).where(Handoff.conversation_id == conversation_id))
+            await session.execute(
+                select(HandoffRecord).where(HandoffRecord.conversation_id == conversation_id)
+            )
         ).scalar_one()
         return handoff.reason
 

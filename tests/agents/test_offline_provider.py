@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agents.definition import TEMPLATES_DIR, load_definition_file
 from agents.providers.offline import OfflineProvider
-from bot.store.models import Contact, Handoff, Meeting, OutboxItem
+from bot.store.models import Contact, HandoffRecord, Meeting, OutboxItem
 from tests.support.harness import Harness
 
 
@@ -39,7 +39,7 @@ async def test_asks_each_qualifying_question_in_turn_and_records_answers(
         "team_size": "12 people",
         "timeline": "next month",
     }
-    [handoff] = await harness.rows(Handoff)
+    [handoff] = await harness.rows(HandoffRecord)
     assert "qualified" in handoff.reason
     assert "team_size: 12 people" in handoff.summary
     assert await harness.rows(Meeting) == []

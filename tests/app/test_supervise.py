@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from bot.app.delivery import RetryPolicy
 from bot.app.supervise import ChannelFailed, Supervision, supervise
 from bot.app.wiring import serve
+from bot.core.backoff import Backoff
 from bot.store.models import AuditEvent
 from tests.support.harness import Harness
 
-FAST = Supervision(backoff=RetryPolicy(initial=0.01, maximum=0.02), max_restarts=3)
+FAST = Supervision(backoff=Backoff(initial=0.01, maximum=0.02), max_restarts=3)
 
 
 class Flaky:

@@ -36,7 +36,9 @@ async def test_a_429_storm_delays_but_loses_and_duplicates_nothing(
         assert sent == Counter(dict.fromkeys(prospects, 1))
         items = await eventually(lambda: _all_sent(rig))
         assert len(items) == len(prospects)
-        assert sum(i.attempts for i in items) == len(prospects) + 6
+        # A 429 sent nothing and waiting always gets through: not a failed attempt, so a
+        # busy hour can never use up a message's attempts.
+        assert sum(i.attempts for i in items) == len(prospects)
     finally:
         await rig.stop()
 

@@ -19,6 +19,8 @@ async def _hand_off(rig: TelegramRig, fake: FakeTelegram) -> int:
     await eventually(lambda: texts(fake, ANN))
     fake.user_message(ANN, "I want a refund", first_name="Ann")
     await eventually(lambda: fake.calls_of("createForumTopic") and fake.sent(chat_id=STAFF_CHAT))
+    # Her notice that a person takes over is paced behind her first reply (1 a second).
+    await eventually(lambda: any("passed this conversation" in t for t in texts(fake, ANN)))
     [thread] = await rig.rows(StaffThread)
     return int(thread.thread_id or 0)
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 from agents.messages import (
     AssistantTurn,
-    Message,
+    ChatMessage,
     ModelRequest,
     ModelTurn,
     ToolCall,
@@ -47,7 +47,7 @@ COMPANY_SCHEMA = {
 LOOKUP_CONTACT = ToolSpec("lookup_contact", "Find a contact by email.", CONTACT_SCHEMA)
 LOOKUP_COMPANY = ToolSpec("lookup_company", "Find a company by domain.", COMPANY_SCHEMA)
 
-HISTORY: tuple[Message, ...] = (
+HISTORY: tuple[ChatMessage, ...] = (
     UserText("Hi, I'd like a demo."),
     UserText("My email is ana@example.com"),
     AssistantTurn(
@@ -62,7 +62,7 @@ HISTORY: tuple[Message, ...] = (
 )
 
 
-def ask(case: Case, *messages: Message) -> ModelRequest:
+def ask(case: Case, *messages: ChatMessage) -> ModelRequest:
     return ModelRequest(
         system=SYSTEM,
         messages=messages or (UserText("Hi, I'd like a demo."),),

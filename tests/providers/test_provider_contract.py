@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from agents.messages import AssistantTurn, ToolCall, ToolResult, Usage, UserText
-from agents.providers.retry import Backoff, RetryableProviderError
+from agents.providers.retry import RetryableProviderError
+from bot.core.backoff import Backoff
 from bot.core.errors import ConfigurationError, ProviderError
 from tests.providers.scenario import (
     COMPANY_SCHEMA,

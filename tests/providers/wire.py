@@ -14,7 +14,7 @@ from agents.providers.anthropic import AnthropicProvider
 from agents.providers.base import Provider
 from agents.providers.gemini import GeminiProvider
 from agents.providers.openai import OpenAIProvider
-from agents.providers.retry import Backoff
+from bot.core.backoff import Backoff
 
 API_KEY = "sk-test-SECRET0123456789abcdef"
 """Shaped like a real key on purpose: every error test checks that it never leaks."""

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from agents import catalog
 from agents.definition import TEMPLATES_DIR
 from agents.providers.base import Provider
-from bot.app.delivery import RetryPolicy
 from bot.app.wiring import App, serve
+from bot.core.backoff import Backoff
 from bot.core.settings import Settings
 from bot.store.models import Base, Message, OutboxItem
 from channels.email.service import EmailService
@@ -24,7 +24,7 @@ from tests.support.mail_servers import OUR_ADDRESS, Dovecot, MailUser, SmtpSink
 from tests.support.models import FunctionModel, turn
 from tests.support.telegram_rig import ALWAYS_OPEN, STAFF_CHAT
 
-FAST_RETRY = RetryPolicy(initial=0.05, maximum=0.3, max_attempts=40)
+FAST_RETRY = Backoff(initial=0.05, maximum=0.3, max_attempts=40)
 
 
 def echo_model() -> FunctionModel:
@@ -104,7 +104,7 @@ class EmailRig:
             worker.poll_seconds = 0.05
             worker.retry = FAST_RETRY
         self.app.dispatcher.sweep_seconds = 0.2
-        self.service.reader.backoff = RetryPolicy(initial=0.05, maximum=0.3)
+        self.service.reader.backoff = Backoff(initial=0.05, maximum=0.3)
         await self.service.start()
         tasks = [self.service.run]
         if self.telegram is not None:

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from bot.app.delivery import OutboxWorker, RetryPolicy
+from bot.app.delivery import OutboxWorker
+from bot.core.backoff import Backoff
 from bot.store import outbox
 from bot.store.audit import AuditLog
 from bot.store.db import Database
@@ -99,7 +100,7 @@ def worker(
         AuditLog(),
         channel,
         worker_id=worker_id,
-        retry=RetryPolicy(max_attempts=max_attempts),
+        retry=Backoff(max_attempts=max_attempts),
         lease_seconds=lease_seconds,
     )
 

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from agents import catalog
 from agents.definition import TEMPLATES_DIR
 from agents.providers.base import Provider
-from bot.app.delivery import RetryPolicy
 from bot.app.wiring import App, serve
+from bot.core.backoff import Backoff
 from bot.core.settings import Settings
 from bot.store.models import Base
 from channels.telegram.service import TelegramService
@@ -58,7 +58,7 @@ class TelegramRig:
             self.app.providers.register("offline", model)
         for worker in self.app.outbox_workers.values():
             worker.poll_seconds = 0.05
-            worker.retry = RetryPolicy(initial=0.05, maximum=1.0)
+            worker.retry = Backoff(initial=0.05, maximum=1.0)
         self.app.dispatcher.sweep_seconds = 0.2
         await self.service.start()
         self._task = asyncio.create_task(serve(self.app, [self.service.run]))

@@ -1,0 +1,84 @@
+"""What a channel may ask of the process it runs in: the host protocol.
+
+Channels sit above the store, desk and agents and below the app. They record what arrives,
+tell the host which conversations have new messages, wake the outbox, write audit records,
+and hand admin commands over; everything else (runs, scheduling, delivery) is the host's.
+`bot.app.wiring.App` is the host in production; tests can pass a smaller one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.core.backoff import Backoff
+from bot.core.settings import Settings
+from bot.store.audit import AuditLog
+from bot.store.db import Database, Tx
+from bot.store.refusals import Refusals
+from channels.base import Channel
+
+Activity = Callable[[int], AbstractAsyncContextManager[None]]
+"""Shown while a run works on a conversation (Telegram's "typing")."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """Who gives an admin command, as the audit trail names them (e.g. telegram:12345)."""
+
+    actor: str
+
+
+class AdminPort(Protocol):
+    """The admin commands a channel passes on (`/agent ...`, `/audit RUN_ID`)."""
+
+    def runs_an_agent(self, text: str) -> bool:
+        """True for `/agent test`, which runs an agent and so takes transactions of its own."""
+        ...
+
+    async def agent_in(self, session: Tx, admin: Admin, text: str) -> str: ...
+
+    async def audit_run_in(self, session: Tx, admin: Admin, text: str) -> str: ...
+
+    async def agent_test(self, admin: Admin, text: str) -> str: ...
+
+
+class Host(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    @property
+    def refusals(self) -> Refusals: ...
+
+    @property
+    def admins(self) -> AdminPort: ...
+
+    def notify(self, conversation_id: int) -> None:
+        """The conversation has new inbound messages (already committed)."""
+        ...
+
+    def wake_outbox(self) -> None:
+        """Something was queued in the outbox (already committed)."""
+        ...
+
+    def add_channel(self, channel: Channel, *, retry: Backoff | None = None) -> None:
+        """Deliver this channel's outbox items, retrying transient failures with `retry`."""
+        ...
+
+    def add_background(self, name: str, start: Callable[[], Awaitable[None]]) -> None:
+        """Run a long-lived job of the channel's, supervised like the channel itself."""
+        ...
+
+    def add_activity(self, activity: Activity) -> None: ...
+
+    async def settle(self) -> None:
+        """Wait until runs in progress are done and the outbox has nothing due."""
+        ...
