@@ -271,14 +271,16 @@ class Outcome:
 
     @property
     def ideal_turns_per_s(self) -> float:
-        return self.case.conversations / self.case.ideal_s
+        """NaN for an instant model (`--latency 0`): nothing bounds it."""
+        ideal = self.case.ideal_s
+        return self.case.conversations / ideal if ideal > 0 else math.nan
 
     @property
     def efficiency(self) -> float:
         """Ideal time over measured time; 0 when some replies never came."""
         if self.delivered < self.case.conversations:
             return 0.0
-        return self.case.ideal_s / self.elapsed_s
+        return self.case.ideal_s / self.elapsed_s if self.case.ideal_s > 0 else math.nan
 
 
 async def measure(url: str, case: Case) -> Outcome:
@@ -382,6 +384,7 @@ def records(outcome: Outcome, backend: str) -> list[Record]:
             backend=backend,
         )
         for metric, value, unit, target in rows
+        if not math.isnan(value)
     ]
 
 

@@ -19,7 +19,8 @@ conversations; `--quick`: a fifth of that), then measures:
 
 Usage:
 
-    python -m bench.data_scale [--database-url URL] [--json PATH] [--quick] [--skip-rss]
+    python -m bench.data_scale [--database-url URL] [--json PATH] [--quick]
+                               [--skip-rss | --rss-contacts N] [--tracemalloc]
 
 On PostgreSQL the data goes into a scratch database created beside the one URL names (and
 dropped afterwards), and tables are ANALYZEd after loading, as autovacuum would do; SQLite
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import random
@@ -529,6 +531,8 @@ async def measure_rss(database_url: str | None, sizes: Sizes, trace: bool, out: 
 
 async def main(args: argparse.Namespace) -> list[Record]:
     sizes = QUICK if args.quick else FULL
+    if args.rss_contacts is not None:
+        sizes = dataclasses.replace(sizes, rss_contacts=args.rss_contacts)
     backend = backend_of(args.database_url) if args.database_url else "sqlite"
     out = Results(backend, [])
     print(f"{backend}: {sizes}")
@@ -545,6 +549,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", default=None, help="write the records here")
     parser.add_argument("--quick", action="store_true", help="a fifth of the data, 2,000 contacts")
     parser.add_argument("--skip-rss", action="store_true", help="only the data-scale cases")
+    parser.add_argument(
+        "--rss-contacts", type=int, default=None, help="RSS case size (10000, quick 2000)"
+    )
     parser.add_argument(
         "--tracemalloc", action="store_true", help="show what grew in the RSS case (slow)"
     )

@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -171,8 +170,7 @@ async def follow_ups_page(
         .order_by(Deal.contact_id)
         .limit(page_size)
     )
-    rows: list[Any] = list(await session.execute(query))
-    return [FollowUp(*row) for row in rows]
+    return [FollowUp(*row) for row in await session.execute(query)]
 
 
 async def follow_ups(
