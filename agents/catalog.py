@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +70,26 @@ async def import_paths(
     return results
 
 
+_PARSED: dict[tuple[str, int, str], AgentDefinition] = {}
+"""Definitions already validated, by (name, version, spec): routing reads the catalog on
+every run, and validating every definition each time costs more than reading them. The spec
+is part of the key, so two databases in one process never share an entry by mistake."""
+_MAX_PARSED = 1000
+
+
+def _definition(row: AgentDefinitionRow) -> AgentDefinition:
+    key = (row.name, row.version, json.dumps(row.spec, sort_keys=True))
+    definition = _PARSED.get(key)
+    if definition is None:
+        definition = parse_definition(row.spec, row.name)
+        if len(_PARSED) >= _MAX_PARSED:
+            _PARSED.clear()
+        _PARSED[key] = definition
+    return definition
+
+
 def _stored(row: AgentDefinitionRow) -> StoredAgent:
-    return StoredAgent(parse_definition(row.spec, row.name), row.enabled, row.version)
+    return StoredAgent(_definition(row), row.enabled, row.version)
 
 
 async def get(session: Tx, name: str) -> StoredAgent:

@@ -155,6 +155,10 @@ class Deal(Base):
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    # A contact's open deal is read on every turn (routing, perception, tools) and by the
+    # hygiene scans; without it each read scans every deal.
+    __table_args__ = (Index("ix_deals_contact_stage", "contact_id", "stage", "last_activity_at"),)
+
 
 class Meeting(Base):
     """A meeting booked with a contact."""

@@ -27,6 +27,7 @@ from channels.telegram.pacing import Pacing
 
 log = logging.getLogger("channels.telegram")
 TYPING_EVERY_SECONDS = 4.5  # Telegram shows "typing" for about five seconds per action
+TYPING_AFTER_SECONDS = 1.0
 POLL_TIMEOUT = 25
 
 
@@ -148,6 +149,9 @@ class TelegramService:
                 await task
 
     async def _keep_typing(self, chat_id: int) -> None:
+        # A reply that comes within a moment needs no "typing"; under a backlog, showing it
+        # for every queued run would cost as many requests as the replies themselves.
+        await asyncio.sleep(TYPING_AFTER_SECONDS)
         while True:
             with contextlib.suppress(TelegramError):
                 await self.application.bot.send_chat_action(chat_id, ChatAction.TYPING)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from agents.messages import ModelRequest, ModelTurn
 from bot.store.models import Contact
 from tests.channels.conftest import texts
 from tests.support.fake_telegram import FakeTelegram
+from tests.support.models import FunctionModel, turn
 from tests.support.telegram_rig import TelegramRig, eventually
 
 ANN = 501
@@ -25,4 +29,22 @@ async def test_prospect_messages_get_agent_replies(rig: TelegramRig, fake: FakeT
     )
     assert contact.lead_source == "ad-campaign-7"
     assert contact.custom_fields == {"need": "Tracking leads from our website"}
-    assert fake.calls_of("sendChatAction"), "the bot shows typing while the agent works"
+    assert not fake.calls_of("sendChatAction"), "a reply within a moment needs no typing"
+
+
+async def test_a_slow_answer_shows_typing_while_the_agent_works(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    async def slow(request: ModelRequest) -> ModelTurn:
+        await asyncio.sleep(1.5)
+        return turn("Here is what I found.")
+
+    rig = TelegramRig(fake, database_url)
+    await rig.start(FunctionModel(slow))
+    try:
+        fake.user_message(ANN, "hello", first_name="Ann")
+        await eventually(lambda: texts(fake, ANN))
+        typing = fake.calls_of("sendChatAction")
+        assert typing and typing[0].params == {"chat_id": ANN, "action": "typing"}
+    finally:
+        await rig.stop()
