@@ -70,14 +70,15 @@ def _by_tag(agents: list[StoredAgent], contact: Contact) -> AgentDefinition | No
 async def choose_agent(
     session: Tx, conversation: Conversation, contact: Contact, default_agent: str
 ) -> AgentDefinition | None:
-    """The agent for this conversation, remembered on it; None if no agent is available."""
+    """The agent for this conversation; None if no agent is available.
+
+    Reads only: the caller stores the choice on the conversation when it differs from
+    `conversation.current_agent` (the run does, with its first state change).
+    """
     agents = await catalog.list_all(session)
     chosen = await _enabled(session, contact.assigned_agent) or _by_tag(agents, contact)
     chosen = chosen or await _enabled(session, conversation.current_agent)
     if chosen is None:
         deal = await open_deal(session, contact.id)
         chosen = _by_rules(agents, conversation, contact, deal.stage if deal else None)
-    chosen = chosen or await _enabled(session, default_agent)
-    if chosen is not None and conversation.current_agent != chosen.name:
-        conversation.current_agent = chosen.name
-    return chosen
+    return chosen or await _enabled(session, default_agent)

@@ -10,7 +10,9 @@ from typing import Any
 from agents.definition import AgentDefinition
 from agents.guardrails import OutputPolicy
 from agents.messages import Usage
-from bot.store.audit import Entry
+from bot.store import runs
+from bot.store.audit import AuditLog, Entry
+from bot.store.conversations import remember_agent
 from bot.store.db import Tx
 
 LastLook = Callable[[Tx], Awaitable[None]]
@@ -42,6 +44,12 @@ class RunState:
     """For a resumed run: the inbound messages it was first started to answer."""
     resumed_with_reply: bool = False
     """A resumed inbound run whose reply was already queued before the restart."""
+    unopened: dict[str, Any] | None = None
+    """The run's row, not stored yet: a new run is written with its first state change (a
+    run that changed nothing before a crash leaves nothing, and its messages are answered
+    by the next run)."""
+    remember_agent: str | None = None
+    """The router's new choice for the conversation, stored with the run's row."""
     last_look: LastLook | None = None
     """Called in the transaction that closes the run (see `AgentRunner.handle_inbound`)."""
     unwritten: list[Entry] = field(default_factory=list)
@@ -58,6 +66,18 @@ class RunState:
         """True once a whole step waits unwritten: the next step writes it, so a crash loses
         at most one step's records, and a resumed run's step count stays close to true."""
         return any(entry.kind == "tool_call" for entry in self.unwritten)
+
+    async def write_held(self, session: Tx, audit: AuditLog, *more: Entry) -> None:
+        """Write what the run held back, in `session`: its row if new, then its records."""
+        if self.unopened is not None:
+            await runs.open_run(session, id=self.run_id, **self.unopened)
+            self.unopened = None
+        if self.remember_agent is not None:
+            await remember_agent(session, self.conversation_id, self.remember_agent)
+            self.remember_agent = None
+        entries = [*self.take_unwritten(), *more]
+        if entries:
+            await audit.append_many(session, entries)
 
     def take_unwritten(self) -> list[Entry]:
         entries, self.unwritten = self.unwritten, []

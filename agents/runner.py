@@ -31,7 +31,7 @@ from bot.core.settings import Settings
 from bot.desk.handoff import hand_off
 from bot.desk.staff import copy_to_staff
 from bot.store import runs
-from bot.store.audit import AuditLog
+from bot.store.audit import AuditLog, Entry
 from bot.store.contacts import get_contact
 from bot.store.conversations import get_conversation
 from bot.store.db import Database, Tx
@@ -113,55 +113,49 @@ class AgentRunner:
         """
         ids = [m.id for m in pending]
         last_look = last_look or _no_look
-        async with self.db.transaction() as session:
+        # Opening a run only reads (routing, caps, what the model will see): the run's row
+        # and first records are written with its first state change, so no commit here.
+        async with self.db.reading() as session:
             conversation = await get_conversation(session, conversation_id)
-            if conversation.state != "bot":
-                for message in pending:
-                    await copy_to_staff(session, message)
-                await mark_handled(session, ids, None)
-                await self.audit.append(
-                    session,
-                    "inbound_while_with_staff",
-                    {"message_ids": ids},
-                    actor="engine",
-                    conversation_id=conversation_id,
-                )
-                await last_look(session)
-                return RunOutcome(None, None, "skipped", f"conversation is {conversation.state}")
-            contact = await get_contact(session, conversation.contact_id)
-            agent = await choose_agent(session, conversation, contact, self.settings.default_agent)
-            if agent is None:
-                await mark_handled(session, ids, None)
-                await hand_off(
-                    session,
-                    self.audit,
-                    hours=self.hours,
-                    conversation_id=conversation_id,
-                    reason="no agent is enabled for this conversation",
-                    actor="engine",
-                )
-                await last_look(session)
-                return RunOutcome(None, None, "handed_off", "no agent available")
-            run = await self._open_run(
-                session,
-                agent,
-                conversation_id,
-                contact.id,
+            state, contact_id, channel = (
+                conversation.state,
+                conversation.contact_id,
                 conversation.channel,
-                "inbound",
-                "contact",
-                pending,
             )
-            run.last_look = last_look
-            text = "\n".join(m.text for m in pending)
-            prepared: LoopInput | RunError | None = None
-            if not run.resumed_with_reply and find_trigger(text, agent.handoff_triggers) is None:
-                # What the model will see is read in this transaction too (its watermark is
-                # the run's messages either way): one commit fewer on the hot path.
-                try:
-                    prepared = await self._perceive_in(session, run, True, None, ids)
-                except RunError as error:
-                    prepared = error
+            agent, sticky = None, conversation.current_agent
+            if state == "bot":
+                contact = await get_contact(session, contact_id)
+                agent = await choose_agent(
+                    session, conversation, contact, self.settings.default_agent
+                )
+            if agent is not None:
+                run = await self._open_run(
+                    session,
+                    agent,
+                    conversation_id,
+                    contact_id,
+                    channel,
+                    "inbound",
+                    "contact",
+                    pending,
+                )
+                run.last_look = last_look
+                if agent.name != sticky:
+                    run.remember_agent = agent.name
+                text = "\n".join(m.text for m in pending)
+                prepared: LoopInput | RunError | None = None
+                if (
+                    not run.resumed_with_reply
+                    and find_trigger(text, agent.handoff_triggers) is None
+                ):
+                    try:
+                        prepared = await self._perceive_in(session, run, True, None, ids)
+                    except RunError as error:
+                        prepared = error
+        if state != "bot":
+            return await self._pass_to_staff(conversation_id, pending, state, last_look)
+        if agent is None:
+            return await self._no_agent(conversation_id, ids, last_look)
         if run.resumed_with_reply:
             # Killed after its reply was queued and before its messages were marked: the
             # reply stands. Messages that came after it get a run of their own.
@@ -169,6 +163,41 @@ class AgentRunner:
             summary = "resumed after a restart: its reply had already been sent"
             return await self._close(run, Finish(summary), answered)
         return await self._execute(run, ids, trigger_text=text, can_reply=True, prepared=prepared)
+
+    async def _pass_to_staff(
+        self, conversation_id: int, pending: list[Message], state: str, last_look: LastLook
+    ) -> RunOutcome:
+        """The conversation is with people: staff get the customer's messages, no run."""
+        ids = [m.id for m in pending]
+        async with self.db.transaction() as session:
+            for message in pending:
+                await copy_to_staff(session, message)
+            await mark_handled(session, ids, None)
+            await self.audit.append(
+                session,
+                "inbound_while_with_staff",
+                {"message_ids": ids},
+                actor="engine",
+                conversation_id=conversation_id,
+            )
+            await last_look(session)
+        return RunOutcome(None, None, "skipped", f"conversation is {state}")
+
+    async def _no_agent(
+        self, conversation_id: int, ids: list[int], last_look: LastLook
+    ) -> RunOutcome:
+        async with self.db.transaction() as session:
+            await mark_handled(session, ids, None)
+            await hand_off(
+                session,
+                self.audit,
+                hours=self.hours,
+                conversation_id=conversation_id,
+                reason="no agent is enabled for this conversation",
+                actor="engine",
+            )
+            await last_look(session)
+        return RunOutcome(None, None, "handed_off", "no agent available")
 
     async def run_dry(
         self,
@@ -212,19 +241,8 @@ class AgentRunner:
         provider, model = self.providers.for_agent(agent)
         row = None if dry_run else await runs.unfinished_run(session, conversation_id)
         resumed = row is not None
-        if row is None:
-            row = await runs.open_run(
-                session,
-                agent_name=agent.name,
-                conversation_id=conversation_id,
-                contact_id=contact_id,
-                trigger=trigger,
-                started_by=started_by,
-                provider=provider.name,
-                model=model,
-            )
         run = RunState(
-            run_id=row.id,
+            run_id=row.id if row is not None else runs.new_run_id(),
             agent=agent,
             contact_id=contact_id,
             conversation_id=conversation_id,
@@ -236,23 +254,35 @@ class AgentRunner:
         )
         if resumed:
             await self._restore(session, run, model)
-        await self.audit.append(
-            session,
-            "run_resumed" if resumed else "run_started",
-            {
-                "agent": agent.name,
+        else:
+            run.unopened = {
+                "agent_name": agent.name,
+                "conversation_id": conversation_id,
+                "contact_id": contact_id,
                 "trigger": trigger,
                 "started_by": started_by,
                 "provider": provider.name,
                 "model": model,
-                "dry_run": dry_run,
-                "input": [
-                    {"id": m.id, "text": m.text, "attachments": m.attachments} for m in pending
-                ],
-            },
-            actor=started_by,
-            run_id=run.run_id,
-            conversation_id=conversation_id,
+            }
+        # Held back with the run's row: written by the run's first state change.
+        run.unwritten.append(
+            Entry(
+                "run_resumed" if resumed else "run_started",
+                {
+                    "agent": agent.name,
+                    "trigger": trigger,
+                    "started_by": started_by,
+                    "provider": provider.name,
+                    "model": model,
+                    "dry_run": dry_run,
+                    "input": [
+                        {"id": m.id, "text": m.text, "attachments": m.attachments} for m in pending
+                    ],
+                },
+                started_by,
+                run.run_id,
+                conversation_id,
+            )
         )
         return run
 
@@ -384,8 +414,7 @@ class AgentRunner:
         status = "handed_off" if isinstance(result, Handoff) else "finished"
         reason = result.reason if isinstance(result, Handoff) else result.summary
         async with self.db.transaction() as session:
-            if run.unwritten:
-                await self.audit.append_many(session, run.take_unwritten())
+            await run.write_held(session, self.audit)
             if isinstance(result, Handoff) and not run.dry_run:
                 await hand_off(
                     session,

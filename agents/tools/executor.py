@@ -135,7 +135,7 @@ class ToolExecutor:
                 },
             )
             if commits:
-                await self.audit.append_many(session, [*run.take_unwritten(), record])
+                await run.write_held(session, self.audit, record)
             else:
                 run.unwritten.append(record)
         content = json.dumps(outcome.result, default=str)
@@ -158,7 +158,7 @@ class ToolExecutor:
         )
         if run.holds_a_step:
             async with self.db.transaction() as session:
-                await self.audit.append_many(session, [*run.take_unwritten(), record])
+                await run.write_held(session, self.audit, record)
         else:
             run.unwritten.append(record)
         return Execution(_error(call, kind, message, **extra))

@@ -62,3 +62,12 @@ async def set_state(session: AsyncSession, conversation_id: int, state: str) -> 
 async def find_conversation(session: AsyncSession, conversation_id: int) -> Conversation | None:
     """The conversation with this id, or None (`get_conversation` raises instead)."""
     return await session.get(Conversation, conversation_id)
+
+
+async def remember_agent(session: AsyncSession, conversation_id: int, agent_name: str) -> None:
+    """Make `agent_name` the conversation's sticky choice for its next runs."""
+    await session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation_id)
+        .values(current_agent=agent_name)
+    )

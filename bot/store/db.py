@@ -71,18 +71,20 @@ class Database:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads only: nothing is committed (it rolls back at the end).
+        """A session for reads only: nothing is committed (closing it ends the transaction).
 
         On SQLite it takes no write lock and waits for no writer (WAL readers see the last
         commit); use it where a step reads and decides but changes nothing, so the step
         costs no commit at all.
         """
-        async with self._sessions() as session:
+        # No explicit rollback: it would expire what was loaded, which callers may still read;
+        # closing the session detaches the objects and hands the connection back rolled back.
+        # Reads take their turn too: on SQLite a connection per waiting run would only move
+        # the queue into the pool, where writers then wait behind readers.
+        turn = self._sqlite_turn.hold() if self._sqlite_turn else contextlib.nullcontext()
+        async with turn, self._sessions() as session:
             await session.connection(execution_options={READ_ONLY: True})
-            try:
-                yield session
-            finally:
-                await session.rollback()
+            yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()

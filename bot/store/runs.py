@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.store.models import AgentRun, AuditEvent, ToolInvocation
+from bot.store.models import AgentRun, AuditEvent, ToolInvocation, new_id
 from bot.store.types import utcnow
 
 _UNPARSED = ("unknown_tool", "invalid_json", "invalid_arguments")
@@ -75,6 +75,11 @@ def canonical_arguments(arguments: dict[str, Any]) -> str:
 def call_signature(tool: str, canonical: str) -> str:
     """What a run counts identical calls by (see `RunState.call_counts`)."""
     return f"{tool}:{canonical}"
+
+
+def new_run_id() -> str:
+    """An id for a run whose row is written later, with its first state change."""
+    return new_id()
 
 
 async def unfinished_run(session: AsyncSession, conversation_id: int) -> AgentRun | None:
