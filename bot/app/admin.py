@@ -17,7 +17,7 @@ from agents.definition import AgentDefinition, parse_definition
 from agents.runner import AgentRunner
 from bot.app.audit_view import render_run
 from bot.core.errors import ConfigurationError
-from bot.store.agent_definitions import agent_exists
+from bot.store import catalog as stored_agents
 from bot.store.agent_runs import latest_runs_of
 from bot.store.audit import AuditLog
 from bot.store.contacts import Identity, find_contact, resolve_contact
@@ -234,7 +234,7 @@ class AdminCommands:
             {"name": name, "goal": NEW_AGENT_GOAL, "persona": "A helpful, concise assistant."},
             name,
         )
-        if await agent_exists(session, name):
+        if await stored_agents.get_row(session, name) is not None:
             return f"Not done: an agent named {name} already exists."
         await catalog.save(session, definition)
         await catalog.set_enabled(session, name, False)
