@@ -6,9 +6,12 @@ database. Validation errors name the field and the reason.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -60,8 +63,6 @@ class PolicyRule(_Strict):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, pattern: str) -> str:
-        import re
-
         try:
             re.compile(pattern)
         except re.error as exc:
@@ -69,26 +70,137 @@ class PolicyRule(_Strict):
         return pattern
 
 
+DURATION = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90m', '24h', '5d', '2w' as a timedelta."""
+    found = DURATION.match(text)
+    if found is None:
+        raise ValueError(f"{text!r} is not a duration like 90m, 24h, 5d or 2w")
+    return timedelta(seconds=int(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+
+
+def _check_duration(text: str | None) -> str | None:
+    if text is not None and parse_duration(text) <= timedelta(0):
+        raise ValueError("a duration must be longer than zero")
+    return text
+
+
+def _check_zone(zone: str) -> str:
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # 'America' is a directory
+        raise ValueError(f"unknown time zone {zone!r}") from None
+    return zone
+
+
+class Conditions(_Strict):
+    """Checked in code when a proactive run is due; a contact that fails one is skipped."""
+
+    inactive_days: int | None = Field(
+        None, ge=1, description="No message either way (and, per deal, no deal activity) for N days"
+    )
+    replied: bool | None = Field(
+        None, description="The contact has (true) or has not (false) written since the cause"
+    )
+    min_events: dict[str, int] = Field(
+        {}, description="At least N events of each type since the cause, e.g. {active_day: 1}"
+    )
+    max_events: dict[str, int] = Field(
+        {}, description="At most N events of each type since the cause (low activity)"
+    )
+
+
+class ProactiveTask(_Strict):
+    """What a run with no message to answer is for."""
+
+    instruction: str = Field(
+        "",
+        max_length=2000,
+        description="Told to the model: why this run started and what to do",
+    )
+    message: str | None = Field(
+        None,
+        max_length=2000,
+        description="What the offline provider sends: {first_name}, {name}, {company} filled in",
+    )
+    when: Conditions = Conditions()
+
+
 class InboundTrigger(_Strict):
     type: Literal["inbound"] = "inbound"
 
 
-class ScheduleTrigger(_Strict):
+NEXT_STEPS = {
+    "new": "make first contact",
+    "qualified": "book a discovery call",
+    "proposal": "follow up on the proposal",
+    "negotiation": "agree the open terms",
+}
+
+
+class ScheduleTrigger(ProactiveTask):
+    """A clock: `cron` (five fields) or `every` (a duration), in `timezone`.
+
+    `for_each` says what one firing runs: `contact` or `deal` (one run per matching one, under
+    the agent's `match` and `when`), or `agent` (one run for the whole agent; only the built-in
+    `report: stale_deals` for now, which sends every deal owner their stale deals).
+    """
+
     type: Literal["schedule"] = "schedule"
-    cron: str = Field(description="Five-field crontab, e.g. '0 2 * * *'")
+    cron: str | None = Field(None, description="Five-field crontab, e.g. '0 2 * * *'")
+    every: str | None = Field(None, description="An interval instead of cron: 30m, 6h, 1d")
     timezone: str = "UTC"
+    for_each: Literal["agent", "contact", "deal"] = "contact"
+    report: Literal["stale_deals"] | None = None
+    stale_days: int = Field(14, ge=1, description="report stale_deals: days without activity")
+    next_steps: dict[str, str] = Field(
+        default_factory=lambda: dict(NEXT_STEPS),
+        description="report stale_deals: the suggested next step per stage",
+    )
 
     @field_validator("cron")
     @classmethod
-    def _five_fields(cls, cron: str) -> str:
-        if len(cron.split()) != 5:
+    def _five_fields(cls, cron: str | None) -> str | None:
+        if cron is not None and len(cron.split()) != 5:
             raise ValueError("cron must have five fields: minute hour day month weekday")
         return cron
 
+    _every = field_validator("every")(_check_duration)
+    _zone = field_validator("timezone")(_check_zone)
 
-class EventTrigger(_Strict):
+    @model_validator(mode="after")
+    def _one_clock(self) -> ScheduleTrigger:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give exactly one of cron and every")
+        if self.for_each == "agent" and self.report is None:
+            raise ValueError("for_each: agent needs a report (stale_deals)")
+        if self.report is not None and self.for_each != "agent":
+            raise ValueError("a report runs once for the whole agent: use for_each: agent")
+        return self
+
+
+class EventTrigger(ProactiveTask):
+    """An event on a contact (`crmbot event`, POST /events) wakes the agent for that contact,
+    at once or `after` a delay; `when` is checked when it is due."""
+
     type: Literal["event"] = "event"
-    event: str = Field(min_length=1, max_length=80, description="e.g. trial.inactive_24h")
+    event: str = Field(min_length=1, max_length=80, description="e.g. trial.started")
+    after: str | None = Field(None, description="Wait this long first: 30m, 24h, 5d")
+
+    _after = field_validator("after")(_check_duration)
+
+
+class FollowUp(ProactiveTask):
+    """One follow-up to a contact who went quiet with questions unanswered, then nothing.
+
+    Due `after` the agent's last message; any message from the contact cancels it."""
+
+    after: str = Field("2d", description="How long a silence earns the follow-up")
+
+    _after = field_validator("after")(_check_duration)
 
 
 Trigger = Annotated[InboundTrigger | ScheduleTrigger | EventTrigger, Field(discriminator="type")]
@@ -134,6 +246,9 @@ class AgentDefinition(_Strict):
     )
     questions: list[Question] = []
     forbidden: list[PolicyRule] = Field([], description="Extra output-policy rules")
+    follow_up: FollowUp | None = Field(
+        None, description="One follow-up after a silence in the middle of the questions"
+    )
 
     @field_validator("handoff_triggers")
     @classmethod
@@ -153,6 +268,19 @@ class AgentDefinition(_Strict):
     @property
     def reacts_to_inbound(self) -> bool:
         return any(t.type == "inbound" for t in self.triggers)
+
+    def schedules(self) -> list[tuple[str, ScheduleTrigger]]:
+        """(job name, trigger) of each schedule trigger: the agent's name, then `name#2`..."""
+        found = [t for t in self.triggers if isinstance(t, ScheduleTrigger)]
+        return [(self.name if n == 1 else f"{self.name}#{n}", t) for n, t in enumerate(found, 1)]
+
+    def event_triggers(self, event: str) -> list[tuple[int, EventTrigger]]:
+        """(index in `triggers`, trigger) of each trigger that `event` starts."""
+        return [
+            (n, t)
+            for n, t in enumerate(self.triggers)
+            if isinstance(t, EventTrigger) and t.event == event
+        ]
 
     def to_yaml(self) -> str:
         data = self.model_dump(mode="json", exclude_defaults=False)

@@ -32,10 +32,11 @@ async def _enabled(session: Tx, name: str | None) -> AgentDefinition | None:
     return stored.definition if stored.enabled else None
 
 
-def matches(rule: Match, conversation: Conversation, contact: Contact, stage: str | None) -> bool:
-    """True when every field the rule sets holds for this conversation."""
+def matches(rule: Match, channel: str | None, contact: Contact, stage: str | None) -> bool:
+    """True when every field the rule sets holds for a contact on `channel` (None: a contact
+    we cannot reach on any channel, which a rule naming channels never matches)."""
     checks = [
-        not rule.channels or conversation.channel in rule.channels,
+        not rule.channels or channel in rule.channels,
         not rule.tags or bool(set(rule.tags) & set(contact.tags or [])),
         not rule.stages or stage in rule.stages,
         rule.min_score is None or contact.lead_score >= rule.min_score,
@@ -52,7 +53,7 @@ def _by_rules(
         for a in agents
         if a.enabled
         and a.definition.reacts_to_inbound
-        and matches(a.definition.match, conversation, contact, stage)
+        and matches(a.definition.match, conversation.channel, contact, stage)
     ]
     candidates.sort(key=lambda d: (-d.priority, d.name))
     return candidates[0] if candidates else None

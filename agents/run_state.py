@@ -29,7 +29,7 @@ class RunState:
     conversation_id: int
     channel: str
     trigger: str
-    """inbound | schedule | event | test"""
+    """inbound | schedule | event | follow_up | test"""
     started_by: str
     policy: OutputPolicy
     dry_run: bool = False
@@ -82,6 +82,14 @@ class RunState:
     def take_unwritten(self) -> list[Entry]:
         entries, self.unwritten = self.unwritten, []
         return entries
+
+    task: dict[str, Any] | None = None
+    """A proactive run's reason to exist: the trigger's instruction and offline message."""
+
+    @property
+    def proactive(self) -> bool:
+        """Started with no message to answer: what it sends is automatic."""
+        return self.trigger in ("schedule", "event", "follow_up")
 
     @property
     def actor(self) -> str:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from agents.budget import Price, check_monthly_ceiling, price_for
-from agents.definition import AgentDefinition
+from agents.definition import AgentDefinition, parse_duration
 from agents.guardrails import OutputPolicy, find_trigger
 from agents.loop import AgentLoop, Finish, Handoff, LoopInput
 from agents.messages import Usage
@@ -29,6 +31,7 @@ from bot.core.hours import BusinessHours
 from bot.core.logs import log_context
 from bot.core.settings import Settings
 from bot.desk.handoff import hand_off
+from bot.desk.proactive import ProactiveRules, is_opt_out
 from bot.desk.staff import copy_to_staff
 from bot.store import runs
 from bot.store.audit import AuditLog, Entry
@@ -37,7 +40,9 @@ from bot.store.conversations import get_conversation
 from bot.store.db import Database, Tx
 from bot.store.deals import open_deal
 from bot.store.inbox import mark_handled, run_history
-from bot.store.models import Message
+from bot.store.models import Contact, Message
+from bot.store.types import utcnow
+from bot.store.wakeups import NewWakeup, add_wakeups
 
 log = logging.getLogger("agents.engine")
 HISTORY_LIMIT = 20
@@ -86,6 +91,39 @@ async def _no_look(session: Tx) -> None:
     del session
 
 
+def proactive_note(cause: dict[str, Any], instruction: str) -> str:
+    """What a proactive run's model is told in place of a message from the contact."""
+    if "event" in cause:
+        why = f"the event {cause['event']} (id {cause.get('event_id')})"
+    elif "job" in cause:
+        why = f"the scheduled job {cause['job']} ({cause.get('scheduled_for')})"
+    else:
+        why = "a follow-up: the contact went quiet before answering your questions"
+    return (
+        f"[Not a message from the contact: this run was started by {why}. Write to the contact "
+        f"only if it helps them; otherwise finish without a message.] {instruction}".strip()
+    )
+
+
+class _Blank(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def render_message(template: str, contact: Contact) -> str:
+    """The definition's offline message with {first_name}, {name}, {company} filled in."""
+    name = (contact.name or "").strip()
+    fields = _Blank(
+        name=name or "there",
+        first_name=name.split()[0] if name else "there",
+        company=str((contact.custom_fields or {}).get("company", "")),
+    )
+    try:
+        return template.format_map(fields).strip()
+    except (ValueError, IndexError):  # a stray brace: send the text as written
+        return template.strip()
+
+
 class AgentRunner:
     """Runs agents for conversations; callers hold the conversation's lease."""
 
@@ -95,12 +133,15 @@ class AgentRunner:
         audit: AuditLog,
         settings: Settings,
         providers: ProviderPool | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db, self.audit, self.settings = db, audit, settings
         self.providers = providers or ProviderPool(settings)
         self.executor = ToolExecutor(db, audit)
         self.hours = BusinessHours(settings.business_hours, settings.business_timezone)
         self.loop = AgentLoop(self.executor, self._record_model_step)
+        self.rules = ProactiveRules(settings, audit)
+        self.clock = clock
 
     async def handle_inbound(
         self, conversation_id: int, pending: list[Message], *, last_look: LastLook | None = None
@@ -152,6 +193,7 @@ class AgentRunner:
                         prepared = await self._perceive_in(session, run, True, None, ids)
                     except RunError as error:
                         prepared = error
+        await self._note_opt_outs(conversation_id, contact_id, pending)
         if state != "bot":
             return await self._pass_to_staff(conversation_id, pending, state, last_look)
         if agent is None:
@@ -163,6 +205,63 @@ class AgentRunner:
             summary = "resumed after a restart: its reply had already been sent"
             return await self._close(run, Finish(summary), answered)
         return await self._execute(run, ids, trigger_text=text, can_reply=True, prepared=prepared)
+
+    async def _note_opt_outs(
+        self, conversation_id: int, contact_id: int, pending: list[Message]
+    ) -> None:
+        """ "stop" ends automatic messages for good; the message is still answered."""
+        said = next((m.text for m in pending if is_opt_out(m.text)), None)
+        if said is None:
+            return
+        async with self.db.transaction() as session:
+            await self.rules.record_opt_out(
+                session, contact_id, conversation_id, said, self.clock()
+            )
+
+    async def handle_proactive(
+        self,
+        conversation_id: int,
+        agent: AgentDefinition,
+        *,
+        trigger: str,
+        started_by: str,
+        cause: dict[str, Any],
+        task: dict[str, Any],
+    ) -> RunOutcome:
+        """A run with no message to answer (a schedule, an event, a follow-up); the caller
+        holds the conversation's lease. `task` holds the trigger's `instruction` and the
+        offline `message`. What it sends is automatic: the proactive rules apply at send time.
+        """
+        async with self.db.reading() as session:
+            conversation = await get_conversation(session, conversation_id)
+            if conversation.state != "bot":
+                return RunOutcome(
+                    None, agent.name, "skipped", f"conversation is {conversation.state}"
+                )
+            unfinished = await runs.unfinished_run(session, conversation_id)
+            if unfinished is not None and unfinished.trigger == "inbound":
+                return RunOutcome(None, agent.name, "skipped", "an inbound run is unfinished")
+            run = await self._open_run(
+                session,
+                agent,
+                conversation_id,
+                conversation.contact_id,
+                conversation.channel,
+                trigger,
+                started_by,
+                [],
+                cause=cause,
+            )
+            run.task = task
+            note = proactive_note(cause, str(task.get("instruction") or ""))
+            prepared: LoopInput | RunError
+            try:
+                prepared = await self._perceive_in(session, run, True, note, [])
+            except RunError as error:
+                prepared = error
+        return await self._execute(
+            run, [], trigger_text="", can_reply=True, extra_user_text=note, prepared=prepared
+        )
 
     async def _pass_to_staff(
         self, conversation_id: int, pending: list[Message], state: str, last_look: LastLook
@@ -237,6 +336,7 @@ class AgentRunner:
         started_by: str,
         pending: list[Message],
         dry_run: bool = False,
+        cause: dict[str, Any] | None = None,
     ) -> RunState:
         provider, model = self.providers.for_agent(agent)
         row = None if dry_run else await runs.unfinished_run(session, conversation_id)
@@ -278,6 +378,7 @@ class AgentRunner:
                     "input": [
                         {"id": m.id, "text": m.text, "attachments": m.attachments} for m in pending
                     ],
+                    **({"cause": cause} if cause else {}),
                 },
                 started_by,
                 run.run_id,
@@ -398,6 +499,12 @@ class AgentRunner:
             "answers": dict(contact.custom_fields or {}),
             "tools": list(run.agent.tools),
         }
+        if run.task is not None:
+            message = run.task.get("message")
+            hints["task"] = {
+                "instruction": run.task.get("instruction") or "",
+                "message": render_message(str(message), contact) if message else None,
+            }
         return LoopInput(
             provider=provider,
             model=model,
@@ -428,6 +535,8 @@ class AgentRunner:
                     tell_customer=run.trigger == "inbound",
                 )
             await mark_handled(session, message_ids, run.run_id)
+            if status == "finished" and run.trigger == "inbound" and message_ids:
+                await self._plan_follow_up(session, run, max(message_ids))
             await runs.finish_run(
                 session,
                 run.run_id,
@@ -456,6 +565,33 @@ class AgentRunner:
                 await run.last_look(session)
         log.info("run %s (%s) %s: %s", run.run_id, run.agent.name, status, reason)
         return RunOutcome(run.run_id, run.agent.name, status, reason)
+
+    async def _plan_follow_up(self, session: Tx, run: RunState, last_inbound: int) -> None:
+        """One follow-up if the agent asked and the contact has questions left to answer;
+        keyed by the message it answered, so a silence earns one, and a reply cancels it."""
+        follow_up = run.agent.follow_up
+        if follow_up is None or run.dry_run or run.messages_sent == 0:
+            return
+        contact = await get_contact(session, run.contact_id)
+        answered = set((contact.custom_fields or {}).keys())
+        if run.agent.questions and all(q.key in answered for q in run.agent.questions):
+            return
+        now = self.clock()
+        await add_wakeups(
+            session,
+            [
+                NewWakeup(
+                    key=f"follow-up:{run.conversation_id}:{last_inbound}",
+                    agent_name=run.agent.name,
+                    trigger={"type": "follow_up", **follow_up.model_dump(mode="json")},
+                    contact_id=run.contact_id,
+                    cause={"follow_up_of": run.run_id},
+                    since=now,
+                    due_at=now + parse_duration(follow_up.after),
+                    cancel_on_reply=True,
+                )
+            ],
+        )
 
     async def _record_model_step(self, run: RunState, payload: dict[str, Any]) -> None:
         """Held back for the transaction of what the model asked for (a tool call, the end of

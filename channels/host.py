@@ -32,17 +32,26 @@ class Admin:
 
 
 class AdminPort(Protocol):
-    """The admin commands a channel passes on (`/agent ...`, `/audit RUN_ID`)."""
+    """The admin commands a channel passes on (`/agent ...`, `/audit RUN_ID`, `/staff ...`)."""
 
-    def runs_an_agent(self, text: str) -> bool:
-        """True for `/agent test`, which runs an agent and so takes transactions of its own."""
+    def names(self) -> tuple[str, ...]:
+        """Every admin command's name, without the slash: the channel routes these here."""
         ...
 
-    async def agent_in(self, session: Tx, admin: Admin, text: str) -> str: ...
+    def description(self, name: str) -> str:
+        """The command's line in the channel's command menu."""
+        ...
 
-    async def audit_run_in(self, session: Tx, admin: Admin, text: str) -> str: ...
+    def stands_alone(self, name: str, text: str) -> bool:
+        """True for a command that takes transactions of its own (`/agent test`, `/jobs`):
+        run it with `command_alone`, at most once, never inside the caller's transaction."""
+        ...
 
-    async def agent_test(self, admin: Admin, text: str) -> str: ...
+    async def command_alone(self, admin: Admin, name: str, text: str) -> str: ...
+
+    async def command_in(self, session: Tx, admin: Admin, name: str, text: str) -> str:
+        """Run `/name text` (all but `/agent test`) in the caller's transaction, audited."""
+        ...
 
 
 class Host(Protocol):

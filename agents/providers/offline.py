@@ -3,7 +3,8 @@
 It needs no key and no network, so crmbot is usable and demonstrable out of the box. It asks
 the agent's qualifying questions in turn, records each answer with `record_answer`, hands off
 when the questions are done (or when it has nothing scripted to say), books nothing, and says
-plainly that it is offline when asked what it is. It speaks through the same tool calls and
+plainly that it is offline when asked what it is. A proactive run sends the trigger's written
+`message` (names filled in) and nothing else. It speaks through the same tool calls and
 loop as a real model, so everything around it (policy, audit, outbox) is exercised for real.
 """
 
@@ -59,6 +60,9 @@ class OfflineProvider(Provider):
         if isinstance(last, ToolResult):
             return self._after_tool(request, last, tools)
         text = last.text if isinstance(last, UserText) else ""
+        task = request.agent_hints.get("task")
+        if task is not None:
+            return _proactive(task, tools)
         if IDENTITY_QUESTION.search(text):
             return ModelTurn(text=IDENTITY_ANSWER, stop_reason="end_turn")
         return self._qualify(request, text, tools)
@@ -98,6 +102,15 @@ class OfflineProvider(Provider):
             else "the offline assistant has no scripted answer for this"
         )
         return _call("handoff_to_human", {"reason": reason, "summary": summary[:2000]})
+
+
+def _proactive(task: dict[str, Any], tools: set[str]) -> ModelTurn:
+    """A run with no message to answer: send the definition's message, or nothing. Offline,
+    nothing is made up: with no `message` written for the trigger, the run just finishes."""
+    message = task.get("message")
+    if message and "send_message" in tools:
+        return _call("send_message", {"text": message})
+    return _call("finish", {"summary": "offline: no message is written for this trigger"})
 
 
 def _call(name: str, arguments: dict[str, Any]) -> ModelTurn:

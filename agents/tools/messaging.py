@@ -52,7 +52,12 @@ async def queue_text(ctx: ToolContext, text: str, key: str) -> int:
         raise ToolRefused("unreachable", "the contact blocked us or cannot be reached")
     recipient = await recipient_for(ctx, run.channel)
     return await ctx.scope.queue_message(
-        key=key, channel=run.channel, recipient=recipient, text=text, run_id=run.run_id
+        key=key,
+        channel=run.channel,
+        recipient=recipient,
+        text=text,
+        run_id=run.run_id,
+        automatic=run.proactive,
     )
 
 

@@ -1,12 +1,15 @@
-"""Admin commands (`/agent ...`, `/audit RUN_ID`), independent of the channel that carries them.
+"""Admin commands (`/agent ...`, `/audit RUN_ID`, `/staff ...`), independent of the channel
+that carries them.
 
 A channel checks that the sender is an admin (and records a refusal when not), passes the
-command's words here, and shows the reply. Every command is audited with who gave it; a
-malformed one gets its usage line.
+command's name and words here (`AdminCommands.names()` says which names are commands), and
+shows the reply. Every command is audited with who gave it; a malformed one gets its usage line.
+A simple command (one transaction, a text reply) is added with one `register` line.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
@@ -18,11 +21,13 @@ from agents.runner import AgentRunner
 from bot.app.audit_view import render_run
 from bot.core.errors import ConfigurationError
 from bot.store import catalog as stored_agents
+from bot.store import staff_members
 from bot.store.agent_runs import latest_runs_of
 from bot.store.audit import AuditLog
 from bot.store.contacts import Identity, find_contact, resolve_contact
 from bot.store.conversations import open_conversation
 from bot.store.db import Database, Tx
+from bot.store.models import StaffMember
 from channels.host import Admin
 
 USAGE = {
@@ -52,6 +57,9 @@ USAGE = {
 }
 AGENT_USAGE = "Usage:\n" + "\n".join(USAGE.values())
 AUDIT_USAGE = "Usage: /audit RUN_ID"
+STAFF_USAGE = "Usage:\n/staff list\n/staff add NAME TELEGRAM_ID\n/staff remove NAME"
+_NAME = re.compile(r"[a-z0-9_]{1,32}")
+"""What Telegram accepts as a command name."""
 NEW_AGENT_GOAL = "Help the contact with their question and hand off to a person when unsure."
 
 
@@ -61,6 +69,10 @@ class UsageError(ConfigurationError):
 
 _Command = Callable[[Tx, Admin, list[str], str], Awaitable[str]]
 """A one-transaction `/agent` subcommand: (session, admin, its words, the whole text)."""
+SimpleCommand = Callable[[Tx, Admin, str], Awaitable[str]]
+"""A one-transaction admin command: (session, admin, the text after the command) -> reply."""
+AloneCommand = Callable[[Admin, str], Awaitable[str]]
+"""An admin command with transactions of its own (it runs jobs or agents): (admin, text)."""
 
 
 def _refusal(error: ConfigurationError) -> str:
@@ -131,6 +143,20 @@ class AdminCommands:
 
     def __init__(self, db: Database, audit: AuditLog, runner: AgentRunner) -> None:
         self.db, self.audit, self.runner = db, audit, runner
+        # `/agent` and `/audit` audit themselves (agent_in, audit_run_in are public); the
+        # registered ones are audited by the wrapper `register` puts around them.
+        self._handlers: dict[str, SimpleCommand] = {
+            "agent": self.agent_in,
+            "audit": self.audit_run_in,
+        }
+        self._descriptions = {
+            "agent": "Manage agents: list, show, create, set, enable, disable, assign, test, runs",
+            "audit": "Show what an agent run saw, decided and did: /audit RUN_ID",
+        }
+        self._alone: dict[str, AloneCommand] = {}
+        self.register(
+            "staff", self._staff, "Staff members: list, add NAME TELEGRAM_ID, remove NAME"
+        )
         self._commands: dict[str, _Command] = {
             "list": self._list,
             "show": self._show,
@@ -141,6 +167,77 @@ class AdminCommands:
             "assign": self._assign,
             "runs": self._runs,
         }
+
+    def register_alone(self, name: str, handler: AloneCommand, description: str = "") -> None:
+        """Like `register`, for a command that takes transactions of its own (it runs agents
+        or jobs): it never shares the caller's, so a channel runs it at most once, like
+        `/agent test`. Its reply is audited in a transaction of its own."""
+        if not _NAME.fullmatch(name) or name in self._handlers or name in self._alone:
+            raise ValueError(f"admin command name {name!r} is taken or not a command name")
+        self._alone[name] = handler
+        self._descriptions[name] = description or f"/{name}"
+
+    def stands_alone(self, name: str, text: str) -> bool:
+        """Whether `/name text` runs outside the caller's transaction (`command_alone`)."""
+        return name in self._alone or (name == "agent" and self.runs_an_agent(text))
+
+    async def command_alone(self, admin: Admin, name: str, text: str) -> str:
+        """Run a command `stands_alone` is true for; returns the reply."""
+        if name == "agent":
+            return await self.agent_test(admin, text)
+        try:
+            reply = await self._alone[name](admin, text)
+        except ConfigurationError as error:
+            reply = _refusal(error)
+        async with self.db.transaction() as session:
+            await self._audit_command(session, admin, f"/{name} {text}".rstrip(), reply)
+        return reply
+
+    def register(self, name: str, handler: SimpleCommand, description: str = "") -> None:
+        """Make `/name` an admin command: `handler` runs in a savepoint of the caller's
+        transaction, a ConfigurationError from it becomes the reply (changing nothing), and
+        the command and its reply are audited. `description` is its line in a command menu."""
+        if not _NAME.fullmatch(name) or name in self._handlers or name in self._alone:
+            raise ValueError(f"admin command name {name!r} is taken or not a command name")
+        self._handlers[name] = self._audited(name, handler)
+        self._descriptions[name] = description or f"/{name}"
+
+    def names(self) -> tuple[str, ...]:
+        """Every admin command's name, without the slash."""
+        return (*self._handlers, *self._alone)
+
+    def description(self, name: str) -> str:
+        """The command's line in a command menu."""
+        return self._descriptions[name]
+
+    async def command(self, admin: Admin, name: str, text: str) -> str:
+        """Run `/name text` on its own (`/agent test` too); returns the reply."""
+        if self.stands_alone(name, text):
+            return await self.command_alone(admin, name, text)
+        async with self.db.transaction() as session:
+            return await self.command_in(session, admin, name, text)
+
+    async def command_in(self, session: Tx, admin: Admin, name: str, text: str) -> str:
+        """Run `/name text` (any command but `/agent test`) in the caller's transaction,
+        audited; returns the reply."""
+        handler = self._handlers.get(name)
+        if handler is None:
+            return f"Unknown command /{name}. Commands: " + ", ".join(
+                f"/{known}" for known in self._handlers
+            )
+        return await handler(session, admin, text)
+
+    def _audited(self, name: str, handler: SimpleCommand) -> SimpleCommand:
+        async def run(session: Tx, admin: Admin, text: str) -> str:
+            try:
+                async with session.begin_nested():
+                    reply = await handler(session, admin, text)
+            except ConfigurationError as error:
+                reply = _refusal(error)
+            await self._audit_command(session, admin, f"/{name} {text}".rstrip(), reply)
+            return reply
+
+        return run
 
     @staticmethod
     def runs_an_agent(text: str) -> bool:
@@ -306,3 +403,25 @@ class AdminCommands:
         async with self.db.transaction() as session:
             trace = await render_run(session, run.run_id)
         return f"Dry run of {name} (nothing was sent): {outcome.status}\n\n{trace}"
+
+    # /staff
+
+    async def _staff(self, session: Tx, admin: Admin, text: str) -> str:
+        match _words(text):
+            case ["list"]:
+                members = await staff_members.list_all(session)
+                if not members:
+                    return "No staff members yet. Add one with /staff add NAME TELEGRAM_ID."
+                return "\n".join(_staff_line(member) for member in members)
+            case ["add", *name, telegram_id] if name and telegram_id.isdigit():
+                member, change = await staff_members.add(session, " ".join(name), int(telegram_id))
+                return f"{change.capitalize()}: {_staff_line(member)}."
+            case ["remove", *name] if name:
+                member = await staff_members.remove(session, " ".join(name))
+                return f"Removed {member.name}."
+        raise UsageError(STAFF_USAGE)
+
+
+def _staff_line(member: StaffMember) -> str:
+    where = f"Telegram {member.telegram_id}" if member.telegram_id else "no Telegram id"
+    return f"{member.name} ({where})"

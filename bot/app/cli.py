@@ -13,6 +13,10 @@ from agents.definition import TEMPLATES_DIR
 from bot.app.audit_view import render_run
 from bot.app.cli_common import _run, _settings, _with_db
 from bot.app.cli_deadletters import deadletters_cli
+from bot.app.cli_events import event_command
+from bot.app.cli_import import import_cli
+from bot.app.cli_jobs import jobs_cli
+from bot.app.cli_staff import staff_cli
 from bot.app.wiring import App, serve
 from bot.core.errors import CrmbotError
 from bot.core.settings import Settings
@@ -29,6 +33,9 @@ cli.add_typer(agent_cli, name="agent")
 cli.add_typer(audit_cli, name="audit")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(deadletters_cli, name="deadletters")
+cli.add_typer(staff_cli, name="staff")
+cli.add_typer(import_cli, name="import")
+cli.add_typer(jobs_cli, name="jobs")
 
 
 @cli.command()
@@ -261,6 +268,9 @@ def audit_verify() -> None:
         return await _with_db(settings, work)
 
     raise typer.Exit(_run(main))
+
+
+cli.command("event")(event_command)
 
 
 def main() -> None:

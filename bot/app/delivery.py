@@ -24,15 +24,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import assert_never
 
 from bot.core.backoff import Backoff
+from bot.desk.proactive import ProactiveRules
 from bot.desk.staff import alert_staff
 from bot.store import outbox
 from bot.store.audit import AuditLog
 from bot.store.db import Database, Tx
 from bot.store.leases import Lease
 from bot.store.models import Contact, OutboxItem
+from bot.store.types import utcnow
 from channels.base import Channel, DeliveryResult, Failed, RetryLater, Sent, Unknown
 
 log = logging.getLogger("bot.delivery")
@@ -53,6 +57,8 @@ class OutboxWorker:
         claim_seconds: float = 120.0,
         lease_seconds: float | None = None,
         batch: int = 50,
+        rules: ProactiveRules | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """`claim_seconds` caps how long a send may be in flight before it counts as lost
         mid-send (it must exceed the channel's longest request timeout). With `lease_seconds`
@@ -67,6 +73,7 @@ class OutboxWorker:
             if lease_seconds is not None
             else None
         )
+        self.rules, self.clock = rules, clock
         self._in_flight = asyncio.Semaphore(channel.max_in_flight or batch)
         self._claiming = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -80,7 +87,9 @@ class OutboxWorker:
         """One pass over the due items. Returns how many were handed to the channel."""
         async with self.db.transaction() as session:
             await self._expire_stale(session)
-            items = await outbox.due_heads(session, self.channel.name, limit=self.batch)
+            items = await outbox.due_heads(
+                session, self.channel.name, limit=self.batch, now=self.clock()
+            )
         if not items:
             return 0
         if self._lease is not None:
@@ -124,9 +133,19 @@ class OutboxWorker:
         # One claim at a time: SQLite runs transactions one by one, in order, so a burst of
         # claims queued at once would hold back the outcomes of the sends already answered.
         async with self._claiming, self.db.transaction() as session:
+            now = self.clock()
+            if candidate.automatic and not await self._may_send(session, candidate, now):
+                return None
             return await outbox.claim(
-                session, candidate.id, self.worker_id, claim_seconds=self.claim_seconds
+                session, candidate.id, self.worker_id, claim_seconds=self.claim_seconds, now=now
             )
+
+    async def _may_send(self, session: Tx, candidate: OutboxItem, now: datetime) -> bool:
+        """The proactive rules, in the claim's transaction: nothing can change in between."""
+        if self.rules is None:
+            log.error("outbox %s is automatic and this worker has no rules; held", candidate.id)
+            return False
+        return await self.rules.gate(session, candidate, now)
 
     async def _deliver(self, item: OutboxItem) -> DeliveryResult:
         try:
@@ -145,7 +164,7 @@ class OutboxWorker:
         """Move the item on after `result`; False when it is not worth an audit record."""
         match result:
             case Sent(external_id):
-                await outbox.mark_sent(session, item.id, external_id)
+                await outbox.mark_sent(session, item.id, external_id, self.clock())
             case RetryLater(error, after, throttled) if (
                 throttled or item.attempts + 1 < self.retry.max_attempts
             ):

@@ -26,8 +26,7 @@ from bot.store.models import Message
 log = logging.getLogger("bot.dispatcher")
 
 
-def lease_name(conversation_id: int) -> str:
-    return f"conversation:{conversation_id}"
+lease_name = leases.conversation_lease
 
 
 class Dispatcher:

@@ -19,6 +19,8 @@ from agents.runner import AgentRunner, ProviderPool
 from bot.app.admin import AdminCommands
 from bot.app.delivery import OutboxWorker
 from bot.app.dispatcher import Dispatcher
+from bot.app.http_api import HttpApi
+from bot.app.jobs_desk import JobsDesk
 from bot.app.supervise import Start, Supervision, supervise
 from bot.core.backoff import Backoff
 from bot.core.redact import Redactor
@@ -30,8 +32,11 @@ from bot.store.leases import Heartbeat
 from bot.store.refusals import Refusals
 from channels.base import Channel
 from channels.host import Activity
+from scheduler.service import Scheduler
 
 log = logging.getLogger("bot.app")
+DIRECT_CHANNEL = "telegram"
+"""The channel staff members get private messages on (their stale-deal lists)."""
 
 
 class App:
@@ -47,6 +52,8 @@ class App:
         self.refusals = Refusals(self.db, self.audit)
         self.providers = ProviderPool(settings)
         self.runner = AgentRunner(self.db, self.audit, settings, self.providers)
+        self.rules = self.runner.rules
+        self.scheduler = Scheduler(self.db, self.audit, self.runner, self.rules, settings)
         self.dispatcher = Dispatcher(
             self.db,
             self.runner,
@@ -61,12 +68,21 @@ class App:
         sealer = AuditSealer(
             self.db, settings.worker_id, settings.lease_seconds, SEAL_EVERY_SECONDS
         )
-        self.background: dict[str, Start] = {"audit-sealer": sealer.run_forever}
+        self.background: dict[str, Start] = {
+            "audit-sealer": sealer.run_forever,
+            "scheduler": self.scheduler.run_forever,
+        }
         """Long-running jobs besides the channels (the audit sealer, dead-letter retries);
         supervised like the channels."""
         self.outbox_workers: dict[str, OutboxWorker] = {}
         self.activity_signals: list[Activity] = []
         self.admins = AdminCommands(self.db, self.audit, self.runner)
+        self.jobs = JobsDesk(self.db, self.audit, self.scheduler)
+        self.admins.register_alone(
+            "jobs",
+            lambda admin, text: self.jobs.command(admin.actor, text),
+            "Scheduled jobs: list, run NAME, pause NAME, resume [NAME], preview [HOURS]",
+        )
 
     async def start(self) -> None:
         """Apply migrations; on a database with no agents, store the shipped ones.
@@ -80,6 +96,8 @@ class App:
 
     def add_channel(self, channel: Channel, *, retry: Backoff | None = None) -> None:
         outbox.limit_text(channel.name, channel.text_limit)
+        if channel.name == DIRECT_CHANNEL:
+            self.scheduler.direct_channel = channel.name  # owners get their lists in private
         self.outbox_workers[channel.name] = OutboxWorker(
             self.db,
             self.audit,
@@ -87,6 +105,7 @@ class App:
             worker_id=self.settings.worker_id,
             lease_seconds=self.settings.lease_seconds,
             retry=retry,
+            rules=self.rules,
         )
 
     def add_background(self, name: str, start: Start) -> None:
@@ -167,12 +186,18 @@ async def serve(app: App, channels: list[Start], supervision: Supervision | None
     ]
     stopper = asyncio.create_task(stop.wait(), name="signals")
     failed: BaseException | None = None
+    api = HttpApi.from_settings(app.db, app.audit, app.refusals, app.settings)
     try:
+        if api is not None:
+            await api.start()
+            log.info("events API on %s:%s", app.settings.events_listen, api.bound_port)
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         failed = next((t.exception() for t in done if t is not stopper and t.exception()), None)
         if stop.is_set():
             log.info("stop requested; finishing runs in progress")
     finally:
+        if api is not None:
+            await api.stop()  # no new events while the rest winds down
         for task in [*tasks, stopper]:
             task.cancel()
         await asyncio.gather(*tasks, stopper, return_exceptions=True)

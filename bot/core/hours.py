@@ -77,3 +77,45 @@ def _parse(part: str) -> list[Window]:
     start, end = DAYS.index(first), DAYS.index(last or first)
     days = range(start, end + 1) if end >= start else [*range(start, 7), *range(0, end + 1)]
     return [Window(day, opens, closes) for day in days]
+
+
+_QUIET = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """A daily local-time span in which no automatic message goes out, e.g. 21:00-08:00.
+
+    The span may cross midnight; `none` (or an empty spec) means no quiet hours.
+    """
+
+    starts: time | None
+    ends: time | None
+
+    @classmethod
+    def parse(cls, spec: str) -> QuietHours:
+        if spec.strip().lower() in ("", "none", "off"):
+            return cls(None, None)
+        found = _QUIET.match(spec)
+        if found is None:
+            raise ConfigurationError(f"QUIET_HOURS {spec!r} is not like 21:00-08:00")
+        h1, m1, h2, m2 = (int(part) for part in found.groups())
+        if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+            raise ConfigurationError(f"QUIET_HOURS {spec!r} has an impossible time")
+        return cls(time(h1, m1), time(h2, m2))
+
+    def _contains(self, local: time) -> bool:
+        if self.starts is None or self.ends is None or self.starts == self.ends:
+            return False
+        if self.starts < self.ends:
+            return self.starts <= local < self.ends
+        return local >= self.starts or local < self.ends
+
+    def wait_until(self, when: datetime, zone: ZoneInfo) -> datetime | None:
+        """When the quiet span that holds `when` ends (in `zone`), or None if `when` is not
+        quiet: a message due then waits for the morning instead of being dropped."""
+        local = when.astimezone(zone)
+        if self.ends is None or not self._contains(local.time().replace(tzinfo=None)):
+            return None
+        day = local.date() if local.time() < self.ends else local.date() + timedelta(days=1)
+        return datetime.combine(day, self.ends, zone)

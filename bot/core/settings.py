@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.core.errors import ConfigurationError
-from bot.core.hours import BusinessHours
+from bot.core.hours import BusinessHours, QuietHours
 from bot.core.providers import PROVIDERS, ProviderName
 
 
@@ -111,6 +111,39 @@ class Settings(BaseSettings):
     )
     business_timezone: str = Field("UTC", description="IANA time zone of business_hours")
 
+    scheduler_misfire_grace_seconds: float = Field(
+        21_600.0,
+        ge=0,
+        description="A slot missed while the bot was down still fires (once) within this time",
+    )
+    scheduler_tick_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How often due jobs and wake-ups are looked for"
+    )
+    proactive_max_per_week: int = Field(
+        3, ge=0, le=1000, description="Automatic messages one contact may get in 7 days"
+    )
+    quiet_hours: str = Field(
+        "21:00-08:00", description="No automatic message in this local time span; 'none' for none"
+    )
+    proactive_daily_limit: int | None = Field(
+        None,
+        ge=1,
+        description="Automatic sends in 24 h that trip the breaker; unset: a multiple of usual",
+    )
+    proactive_breaker_multiple: float = Field(
+        3.0, gt=1, description="Unset limit: this times the average day of the last 7"
+    )
+    proactive_breaker_floor: int = Field(
+        200, ge=1, description="Unset limit: never below this many sends in 24 h"
+    )
+    events_listen: str = Field("127.0.0.1", description="Address the events/contacts API binds")
+    events_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve POST /events and /contacts on this port"
+    )
+    events_secret: SecretStr | None = Field(
+        None, description="Bearer token the events/contacts API requires"
+    )
+
     imap_host: str | None = Field(None, description="With SMTP_HOST: starts the email channel")
     imap_port: int | None = Field(None, ge=1, le=65535, description="993, or 143 with TLS none")
     imap_user: str | None = Field(None, description="Login of the mailbox the bot reads")
@@ -152,7 +185,7 @@ class Settings(BaseSettings):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # 'America' is a directory
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
@@ -172,6 +205,12 @@ class Settings(BaseSettings):
             raise ValueError(str(error)) from None
         if self.telegram_webhook_url and not self.telegram_webhook_secret:
             raise ValueError("TELEGRAM_WEBHOOK_SECRET is required when TELEGRAM_WEBHOOK_URL is set")
+        if self.events_port is not None and not self.events_secret:
+            raise ValueError("EVENTS_SECRET is required when EVENTS_PORT is set")
+        try:
+            QuietHours.parse(self.quiet_hours)
+        except ConfigurationError as error:
+            raise ValueError(str(error)) from None
         if self.telegram_bot_token and self.telegram_staff_chat_id is None:
             raise ValueError("TELEGRAM_STAFF_CHAT_ID is required when TELEGRAM_BOT_TOKEN is set")
         self._check_email()

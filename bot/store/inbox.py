@@ -17,6 +17,7 @@ from bot.store.conversations import open_conversation
 from bot.store.dialect import insert_ignoring_conflicts
 from bot.store.models import Contact, Conversation, Message
 from bot.store.types import utcnow
+from bot.store.wakeups import cancel_on_reply
 
 log = logging.getLogger("bot.store")
 BATCH_ATTEMPTS = 3
@@ -81,6 +82,7 @@ async def record_inbound(session: AsyncSession, inbound: InboundMessage) -> Reco
     except IntegrityError:
         return None  # another worker stored the same message a moment ago
     conversation.last_message_at = message.created_at
+    await cancel_on_reply(session, [contact.id], utcnow())
     return Recorded(message, contact, conversation)
 
 
@@ -132,6 +134,8 @@ async def _record_batch(session: AsyncSession, inbounds: Sequence[InboundMessage
         await session.execute(
             update(Conversation).where(Conversation.id.in_(touched)).values(last_message_at=now)
         )
+        # A reply makes pending follow-ups moot (one statement per batch).
+        await cancel_on_reply(session, [s.contact_id for s in stored], now)
     return stored
 
 

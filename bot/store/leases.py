@@ -26,6 +26,11 @@ from bot.store.types import utcnow
 log = logging.getLogger("bot.store")
 
 
+def conversation_lease(conversation_id: int) -> str:
+    """The lease that gives one worker a conversation's turn (inbound or proactive)."""
+    return f"conversation:{conversation_id}"
+
+
 async def try_acquire(session: AsyncSession, name: str, owner: str, seconds: float) -> bool:
     """Take (or extend) the lease `name` for `seconds`; False while another worker holds it."""
     now = utcnow()

@@ -24,6 +24,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -58,6 +60,9 @@ class Contact(Base):
     """A person the business talks to, on any channel."""
 
     __tablename__ = "contacts"
+    # Leads are matched by email in any case (imports, the API, email intake): without this
+    # each lookup reads every contact.
+    __table_args__ = (Index("ix_contacts_email_lower", func.lower(text("email"))),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
@@ -71,6 +76,12 @@ class Contact(Base):
     lead_source: Mapped[str | None] = mapped_column(String(200))
     assigned_agent: Mapped[str | None] = mapped_column(String(80))
     unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    """The contact's id in another system (a CRM, a billing system) that sends us events."""
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    """IANA zone for quiet hours; unset: BUSINESS_TIMEZONE."""
+    opted_out_at: Mapped[datetime | None] = mapped_column()
+    """When they wrote "stop": no automatic message reaches them after it, ever."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -122,6 +133,8 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("channel", "external_id"),
         Index("ix_messages_pending", "conversation_id", "handled_at"),
+        # Proactive conditions ask "has this contact written since...?" across channels.
+        Index("ix_messages_contact", "contact_id", "direction", "created_at"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     conversation_id: Mapped[int] = mapped_column(
@@ -282,7 +295,10 @@ class OutboxItem(Base):
     """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "channel", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "channel", "status", "next_attempt_at"),
+        Index("ix_outbox_automatic", "automatic", "contact_id", "sent_at"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     conversation_id: Mapped[int | None] = mapped_column(
@@ -298,6 +314,9 @@ class OutboxItem(Base):
     run_id: Mapped[str | None] = mapped_column(String(32))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(20), default="pending")
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Sent with no message from the contact to answer (a scheduled or event run, a follow-up):
+    the proactive rules (`bot/desk/proactive.py`) are checked right before it is claimed."""
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(200))
@@ -450,3 +469,118 @@ class DeadLetter(Base):
     seen: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     retried_at: Mapped[datetime | None] = mapped_column()
+
+
+class StaffMember(Base):
+    """A person on the team: a deal's `owner` is one of their names."""
+
+    __tablename__ = "staff_members"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    telegram_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    """Where their own messages go (stale-deal lists); unset: the staff group."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """A scheduled trigger of an agent, derived from its definition: the store of record for
+    what is due (APScheduler only wakes the process at the right time)."""
+
+    __tablename__ = "jobs"
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    """The agent's name, with `#2`, `#3`... for its second and later schedule triggers."""
+    agent_name: Mapped[str] = mapped_column(String(80), index=True)
+    trigger: Mapped[dict[str, Any]] = mapped_column()
+    trigger_hash: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of `trigger`: a changed trigger reschedules the job."""
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    """False while the agent is disabled or the trigger is gone from its definition."""
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Paused by a person (`crmbot jobs pause`)."""
+    next_fire_at: Mapped[datetime | None] = mapped_column()
+    last_fire_at: Mapped[datetime | None] = mapped_column()
+    last_status: Mapped[str | None] = mapped_column(String(20))
+    last_result: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class JobFiring(Base):
+    """One firing of a job at one scheduled time; unique, so it runs once in any process."""
+
+    __tablename__ = "job_firings"
+    __table_args__ = (UniqueConstraint("job_name", "scheduled_for"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_name: Mapped[str] = mapped_column(String(120))
+    scheduled_for: Mapped[datetime] = mapped_column()
+    manual_by: Mapped[str | None] = mapped_column(String(200))
+    """Who fired it by hand (`crmbot jobs run`); None for the clock."""
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    """running | done | failed"""
+    worker: Mapped[str] = mapped_column(String(200))
+    claimed_until: Mapped[datetime] = mapped_column()
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ContactEvent(Base):
+    """Something that happened to a contact elsewhere (trial.started, active_day...)."""
+
+    __tablename__ = "contact_events"
+    __table_args__ = (Index("ix_contact_events_contact", "contact_id", "type", "occurred_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    """The sender's idempotency key: the same key twice is stored once."""
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(80))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[str] = mapped_column(String(40))
+    """http | cli | system"""
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Wakeup(Base):
+    """A proactive run waiting for its time: one contact, one agent trigger.
+
+    Made by a job firing (one per matching contact), by an event (at once or after a delay)
+    or by a run that asked a question (a follow-up). `key` makes each one exist once, so a
+    firing or an event that is processed twice wakes nobody twice.
+    """
+
+    __tablename__ = "wakeups"
+    __table_args__ = (
+        Index("ix_wakeups_due", "status", "due_at"),
+        Index("ix_wakeups_contact", "contact_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    agent_name: Mapped[str] = mapped_column(String(80))
+    trigger: Mapped[dict[str, Any]] = mapped_column()
+    """The trigger (or follow-up rule) that made it, as written in the definition."""
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    deal_id: Mapped[int | None] = mapped_column(ForeignKey("deals.id", ondelete="CASCADE"))
+    cause: Mapped[dict[str, Any]] = mapped_column()
+    """What started it: {"job", "scheduled_for"} or {"event_id", "event"} or {"follow_up"}."""
+    since: Mapped[datetime] = mapped_column()
+    """Conditions (replied, events) count from here: the event's or the firing's time."""
+    cancel_on_reply: Mapped[bool] = mapped_column(Boolean, default=False)
+    due_at: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    """pending | running | done | skipped | cancelled"""
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    result: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class Switch(Base):
+    """An account-wide switch a person must turn back (the proactive breaker)."""
+
+    __tablename__ = "switches"
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    tripped: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    changed_by: Mapped[str] = mapped_column(String(200), default="")
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)

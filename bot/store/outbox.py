@@ -44,12 +44,14 @@ async def enqueue(
     run_id: str | None = None,
     meta: dict[str, Any] | None = None,
     to_contact: bool = True,
+    automatic: bool = False,
 ) -> tuple[OutboxItem, bool]:
     """Queue a message under idempotency `key`; (item, created). A repeated key is a no-op.
 
     A text longer than the channel allows becomes several items, sent in order, each with a
     key of its own (`key`, `key#2`, ...). With `to_contact` the text is also recorded as an
-    outbound message of the conversation (staff-group posts are not).
+    outbound message of the conversation (staff-group posts are not). An `automatic` message
+    answers nothing the contact wrote: the proactive rules are checked before it is sent.
     """
     existing = await by_key(session, key)
     if existing is not None:
@@ -80,6 +82,7 @@ async def enqueue(
             text=part,
             meta=meta or {},
             run_id=run_id,
+            automatic=automatic,
         )
         for n, part in enumerate(parts, start=1)
     ]
@@ -157,7 +160,9 @@ async def by_key(session: AsyncSession, key: str) -> OutboxItem | None:
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def due_heads(session: AsyncSession, channel: str, *, limit: int = 50) -> list[OutboxItem]:
+async def due_heads(
+    session: AsyncSession, channel: str, *, limit: int = 50, now: datetime | None = None
+) -> list[OutboxItem]:
     """Items of `channel` that may be sent now, oldest first: only read, nothing is claimed.
 
     Only each conversation's oldest unsent item may go, so a conversation's messages arrive in
@@ -180,7 +185,7 @@ async def due_heads(session: AsyncSession, channel: str, *, limit: int = 50) -> 
         .where(
             OutboxItem.id.in_(heads),
             OutboxItem.status == "pending",
-            OutboxItem.next_attempt_at <= utcnow(),
+            OutboxItem.next_attempt_at <= (now or utcnow()),
         )
         .order_by(OutboxItem.id)
         .limit(limit)
@@ -189,14 +194,19 @@ async def due_heads(session: AsyncSession, channel: str, *, limit: int = 50) -> 
 
 
 async def claim(
-    session: AsyncSession, item_id: int, owner: str, *, claim_seconds: float
+    session: AsyncSession,
+    item_id: int,
+    owner: str,
+    *,
+    claim_seconds: float,
+    now: datetime | None = None,
 ) -> OutboxItem | None:
     """Mark the item `sending` for `owner`, right before its request; None if it is not due.
 
     The update is conditional, so of two workers holding the same candidate exactly one
     claims it; the other finds it sent, claimed, or held back to a later time meanwhile.
     """
-    now = utcnow()
+    now = now or utcnow()
     result = await session.execute(
         update(OutboxItem)
         .where(
@@ -242,8 +252,10 @@ def sender_lease(channel: str, owner: str) -> str:
     return f"outbox:{channel}:{owner}"
 
 
-async def mark_sent(session: AsyncSession, item_id: int, external_id: str | None) -> None:
-    now = utcnow()
+async def mark_sent(
+    session: AsyncSession, item_id: int, external_id: str | None, now: datetime | None = None
+) -> None:
+    now = now or utcnow()
     item = await session.get(OutboxItem, item_id)
     if item is None:
         return

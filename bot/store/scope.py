@@ -80,7 +80,14 @@ class ConversationScope:
         )
 
     async def queue_message(
-        self, *, key: str, channel: str, recipient: str, text: str, run_id: str
+        self,
+        *,
+        key: str,
+        channel: str,
+        recipient: str,
+        text: str,
+        run_id: str,
+        automatic: bool = False,
     ) -> int:
         """Put an agent's message to the contact in the outbox; returns the item id."""
         item, _ = await outbox.enqueue(
@@ -93,5 +100,6 @@ class ConversationScope:
             text=text,
             author="agent",
             run_id=run_id,
+            automatic=automatic,
         )
         return item.id

@@ -45,11 +45,7 @@ from channels.telegram.normalize import CHANNEL
 log = logging.getLogger("channels.telegram")
 Context = ContextTypes.DEFAULT_TYPE
 T = TypeVar("T")
-COMMANDS = [
-    BotCommand(
-        "agent", "Manage agents: list, show, create, set, enable, disable, assign, test, runs"
-    ),
-    BotCommand("audit", "Show what an agent run saw, decided and did: /audit RUN_ID"),
+TOPIC_COMMANDS = [
     BotCommand("note", "Staff topic: add an internal note"),
     BotCommand("resume", "Staff topic: hand the conversation back to the agent"),
     BotCommand("close", "Staff topic: close the conversation"),
@@ -66,6 +62,11 @@ WHICH_CUSTOMER = (
     "or write in the customer's topic."
 )
 STAFF_USAGE = "Usage: /note TEXT, /resume or /close; anything else goes to the customer."
+
+
+def menu(admins: AdminPort) -> list[BotCommand]:
+    """The bot's command menu: every admin command, then the staff-topic ones."""
+    return [BotCommand(name, admins.description(name)) for name in admins.names()] + TOPIC_COMMANDS
 
 
 def update_key(update_id: int) -> str:
@@ -136,7 +137,9 @@ class TelegramHandlers:
 
     def install(self, application: Application) -> None:  # type: ignore[type-arg]
         places = filters.ChatType.PRIVATE | filters.Chat(self.staff_chat_id)
-        application.add_handler(CommandHandler(["agent", "audit"], self.on_admin, filters=places))
+        application.add_handler(
+            CommandHandler(list(self.admins.names()), self.on_admin, filters=places)
+        )
         application.add_handler(CallbackQueryHandler(self.on_button, pattern=_CONFIRM))
         application.add_handler(
             TgMessageHandler(
@@ -191,27 +194,25 @@ class TelegramHandlers:
             )
             return
         admin = Admin(f"telegram:{user.id}")
-        if command.name == "agent" and self.admins.runs_an_agent(command.rest):
-            await self._dry_run(origin, admin, command.rest)
+        if self.admins.stands_alone(command.name, command.rest):
+            await self._alone(origin, admin, command.name, command.rest)
             return
-        await self._answer(origin, lambda session: self._admin_command(session, admin, command))
+        await self._answer(
+            origin,
+            lambda session: self.admins.command_in(session, admin, command.name, command.rest),
+        )
 
-    async def _admin_command(self, session: Tx, admin: Admin, command: Command) -> str:
-        if command.name == "agent":
-            return await self.admins.agent_in(session, admin, command.rest)
-        return await self.admins.audit_run_in(session, admin, command.rest)
+    async def _alone(self, origin: Origin, admin: Admin, name: str, text: str) -> None:
+        """`/agent test`, `/jobs ...`: at most once, never twice.
 
-    async def _dry_run(self, origin: Origin, admin: Admin, text: str) -> None:
-        """`/agent test`: at most once, never twice.
-
-        A dry run takes transactions of its own, so it cannot share one with the update's
-        marker: the update is marked handled first, then the agent runs, then the reply is
-        queued. A crash mid-run loses the reply (the run's audit trail keeps what it did);
-        a replay of the update never runs the agent again.
+        These take transactions of their own, so they cannot share one with the update's
+        marker: the update is marked handled first, then the command runs, then the reply is
+        queued. A crash mid-run loses the reply (the audit trail keeps what it did); a replay
+        of the update never runs the command again.
         """
         if await self._once(origin.update_id, _nothing) is None:
             return
-        reply = await self.admins.agent_test(admin, text)
+        reply = await self.admins.command_alone(admin, name, text)
         async with self.app.db.transaction() as session:
             await queue_reply(session, origin, reply)
         self.app.wake_outbox()

@@ -14,7 +14,7 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -39,18 +39,17 @@ log = logging.getLogger("channels.telegram")
 Context = ContextTypes.DEFAULT_TYPE
 CURSOR_KEY = "telegram:last_update_id"
 POLLER_LEASE = "telegram:poller"
-ADMIN_COMMANDS = ("/agent", "/audit")
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 
 
-def is_admin_command(update: Update) -> bool:
-    """An admin command (in any case, `/Agent@Bot` too, as Telegram's clients match them);
-    a bot's message never is one."""
+def is_admin_command(update: Update, names: Collection[str]) -> bool:
+    """An admin command, one of `names` (in any case, `/Agent@Bot` too, as Telegram's clients
+    match them); a bot's message never is one."""
     message = update.message
     if message is None or (message.from_user is not None and message.from_user.is_bot):
         return False
     command = parse_command(message.text)
-    return command is not None and f"/{command.name}" in ADMIN_COMMANDS
+    return command is not None and command.name in names
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +74,12 @@ class UpdateIntake:
         audit: AuditLog,
         application: Application,  # type: ignore[type-arg]
         notify: Callable[[int], None],
+        *,
+        admin_commands: Collection[str],
     ) -> None:
         self.db, self.audit, self.application, self.notify = db, audit, application, notify
+        self.admin_commands = admin_commands
+        """Names of the admin commands (`AdminPort.names()`): handlers answer them."""
         self._failed: dict[int, BaseException] = {}
         application.add_error_handler(self._on_handler_error)
 
@@ -102,7 +105,8 @@ class UpdateIntake:
         pending: list[tuple[Received, InboundMessage]] = []
         for item in received:
             update = item.update
-            inbound = None if is_admin_command(update) else inbound_from_update(update)
+            admin = is_admin_command(update, self.admin_commands)
+            inbound = None if admin else inbound_from_update(update)
             if inbound is not None:
                 pending.append((item, inbound))
                 continue

@@ -19,7 +19,7 @@ from bot.store.contacts import address_on
 from bot.store.conversations import get_conversation
 from bot.store.models import DeadLetter
 from channels.host import Host
-from channels.telegram.handlers import COMMANDS, TelegramHandlers
+from channels.telegram.handlers import TelegramHandlers, menu
 from channels.telegram.ingest import ALLOWED_UPDATES, Poller, UpdateIntake, WebhookServer
 from channels.telegram.normalize import CHANNEL
 from channels.telegram.outbound import CustomerChannel, StaffChannel
@@ -63,7 +63,9 @@ class TelegramService:
             staff_chat_id=settings.telegram_staff_chat_id,
             admin_ids=set(settings.telegram_admin_ids),
         ).install(self.application)
-        self.intake = UpdateIntake(app.db, app.audit, self.application, app.notify)
+        self.intake = UpdateIntake(
+            app.db, app.audit, self.application, app.notify, admin_commands=app.admins.names()
+        )
         retrier = Retrier(app.db, CHANNEL, self._retry)
         app.add_background("telegram-dead-letters", retrier.run_forever)
         self.webhook: WebhookServer | None = None
@@ -72,7 +74,7 @@ class TelegramService:
         await self.application.initialize()
         await self.application.start()
         bot = self.application.bot
-        await bot.set_my_commands(COMMANDS)
+        await bot.set_my_commands(menu(self.app.admins))
         url = self.settings.telegram_webhook_url
         if url:
             secret = self.settings.telegram_webhook_secret

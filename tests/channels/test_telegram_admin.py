@@ -79,3 +79,28 @@ async def test_only_staff_can_press_confirmation_buttons(
         assert "Approved by" in str(fake.calls_of("editMessageText")[-1].params["text"])
     finally:
         await rig.stop()
+
+
+async def test_admins_manage_jobs_with_the_jobs_command(
+    rig: TelegramRig, fake: FakeTelegram
+) -> None:
+    fake.user_message(ADMIN_ID, "/jobs", first_name="Boss")
+    await eventually(lambda: texts(fake, ADMIN_ID))
+    assert texts(fake, ADMIN_ID)[0].startswith("pipeline-hygiene")
+    fake.user_message(ADMIN_ID, "/jobs pause pipeline-hygiene", first_name="Boss")
+    await eventually(lambda: len(texts(fake, ADMIN_ID)) == 2)
+    assert texts(fake, ADMIN_ID)[1] == "paused pipeline-hygiene"
+    fake.user_message(ADMIN_ID, "/jobs preview 48", first_name="Boss")
+    await eventually(lambda: len(texts(fake, ADMIN_ID)) == 3)
+    assert texts(fake, ADMIN_ID)[2].startswith("In the next 48 h (nothing is sent")
+    fake.user_message(ADMIN_ID, "/jobs resume", first_name="Boss")
+    await eventually(lambda: len(texts(fake, ADMIN_ID)) == 4)
+    assert texts(fake, ADMIN_ID)[3] == "resumed pipeline-hygiene"
+    fake.user_message(ADMIN_ID, "/jobs explode", first_name="Boss")
+    await eventually(lambda: len(texts(fake, ADMIN_ID)) == 5)
+    assert texts(fake, ADMIN_ID)[4].startswith("Usage: /jobs list")
+    commands = [e.payload for e in await rig.rows(AuditEvent, AuditEvent.kind == "admin_command")]
+    assert "/jobs pause pipeline-hygiene" in str(commands)
+    fake.user_message(STRANGER, "/jobs resume", first_name="Eve")
+    await eventually(lambda: texts(fake, STRANGER))
+    assert texts(fake, STRANGER) == ["Sorry, only admins can use this command."]

@@ -1,0 +1,78 @@
+"""`crmbot staff`: the people a deal's owner names, and their Telegram ids."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bot.app.cli_common import _run, _settings, _with_db
+from bot.store import staff_members
+from bot.store.db import Database
+from bot.store.models import StaffMember
+
+staff_cli = typer.Typer(
+    help="Staff members: deal owners and where they get messages.", no_args_is_help=True
+)
+
+
+def describe(member: StaffMember) -> str:
+    """One line: the name and where their own messages go."""
+    where = f"telegram {member.telegram_id}" if member.telegram_id else "no Telegram id"
+    return f"{member.name} ({where})"
+
+
+@staff_cli.command("add")
+def staff_add(
+    name: Annotated[str, typer.Argument(help="Their name, as deals name their owner")],
+    telegram_id: Annotated[
+        int | None, typer.Option(help="Their Telegram user id, for their own messages")
+    ] = None,
+) -> None:
+    """Add a staff member, or set the Telegram id of one already added."""
+    settings = _settings("WARNING")
+
+    async def main() -> None:
+        async def work(db: Database) -> None:
+            async with db.transaction() as session:
+                member, change = await staff_members.add(session, name, telegram_id)
+            typer.echo(f"{change} {describe(member)}")
+
+        await _with_db(settings, work)
+
+    _run(main)
+
+
+@staff_cli.command("list")
+def staff_list() -> None:
+    """List staff members by name."""
+    settings = _settings("WARNING")
+
+    async def main() -> None:
+        async def work(db: Database) -> None:
+            async with db.transaction() as session:
+                members = await staff_members.list_all(session)
+            if not members:
+                typer.echo("no staff members; add one: crmbot staff add NAME --telegram-id ID")
+            for member in members:
+                typer.echo(describe(member))
+
+        await _with_db(settings, work)
+
+    _run(main)
+
+
+@staff_cli.command("remove")
+def staff_remove(name: str) -> None:
+    """Remove a staff member (their deals keep them as owner by name)."""
+    settings = _settings("WARNING")
+
+    async def main() -> None:
+        async def work(db: Database) -> None:
+            async with db.transaction() as session:
+                member = await staff_members.remove(session, name)
+            typer.echo(f"removed {member.name}")
+
+        await _with_db(settings, work)
+
+    _run(main)
