@@ -25,13 +25,18 @@ TOOL_NAMES = (
     "get_recent_messages",
     "update_deal_stage",
     "schedule_meeting",
+    "find_meeting_times",
     "record_answer",
     "handoff_to_human",
+    "search_kb",
+    "tag_conversation",
 )
 """Tools an agent may be given; `finish` is always available."""
 
 DEFAULT_HANDOFF_TRIGGERS = ("refund", "legal", "urgent", "escalate", "manager", "human")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+CATEGORY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+"""A conversation category: lower case, digits, - and _, like how-to or billing."""
 
 
 class _Strict(BaseModel):
@@ -51,6 +56,61 @@ class Question(_Strict):
 
     key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     ask: str = Field(min_length=3, max_length=500)
+
+
+class PhraseRule(_Strict):
+    """Points for an answer that contains one of `match`: whole words or phrases, any case."""
+
+    match: list[str] = Field(min_length=1, description="Words or phrases, e.g. [asap, this week]")
+    points: int = Field(ge=-1000, le=1000, description="Added to the score (may be negative)")
+
+    @field_validator("match")
+    @classmethod
+    def _no_blanks(cls, match: list[str]) -> list[str]:
+        cleaned = [" ".join(phrase.split()) for phrase in match]
+        if not all(cleaned):
+            raise ValueError("a phrase to match cannot be empty")
+        return cleaned
+
+
+class RangeRule(_Strict):
+    """Points for an answer whose first number lies in `min`..`max` (both included)."""
+
+    min: float | None = Field(None, description="Lowest number that scores; omit for no floor")
+    max: float | None = Field(None, description="Highest number that scores; omit for no cap")
+    points: int = Field(ge=-1000, le=1000, description="Added to the score (may be negative)")
+
+    @model_validator(mode="after")
+    def _a_range(self) -> RangeRule:
+        if self.min is None and self.max is None:
+            raise ValueError("a range needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("a range's min is above its max")
+        return self
+
+
+class AnswerRule(_Strict):
+    """How one recorded answer scores. Of `ranges` and of `choices` only the first match
+    counts (they are alternatives); every matching `keywords` rule adds its points."""
+
+    ranges: list[RangeRule] = Field([], description="For numbers in the answer (team size...)")
+    choices: list[PhraseRule] = Field([], description="Alternatives, first match wins")
+    keywords: list[PhraseRule] = Field([], description="Each rule that matches adds its points")
+
+
+class Scoring(_Strict):
+    """The lead-scoring rubric: the score is computed in code from what was recorded (answers,
+    tags, lead source), never set by the model, and decides what happens once every question
+    is answered."""
+
+    answers: dict[str, AnswerRule] = Field({}, description="Rules per question key")
+    tags: dict[str, int] = Field({}, description="Points per contact tag (any case)")
+    sources: dict[str, int] = Field({}, description="Points per lead source (any case)")
+    threshold: int = Field(description="At or above: qualified, offered meeting times")
+    below: Literal["nurture", "handoff"] = Field(
+        "handoff", description="Under the threshold: tag for nurture, or hand off to a person"
+    )
+    nurture_tag: str = Field("nurture", min_length=1, max_length=60)
 
 
 class PolicyRule(_Strict):
@@ -245,9 +305,15 @@ class AgentDefinition(_Strict):
         [], description="Contacts with one of these tags are assigned to this agent by an admin"
     )
     questions: list[Question] = []
+    categories: list[Annotated[str, Field(pattern=CATEGORY_PATTERN)]] = Field(
+        [], description="What a conversation may be about, for tag_conversation: how-to, billing..."
+    )
     forbidden: list[PolicyRule] = Field([], description="Extra output-policy rules")
     follow_up: FollowUp | None = Field(
         None, description="One follow-up after a silence in the middle of the questions"
+    )
+    scoring: Scoring | None = Field(
+        None, description="Lead-scoring rubric and what to do once the questions are answered"
     )
 
     @field_validator("handoff_triggers")
@@ -257,12 +323,23 @@ class AgentDefinition(_Strict):
         return list(dict.fromkeys(cleaned))
 
     @model_validator(mode="after")
+    def _categories_usable(self) -> AgentDefinition:
+        if "tag_conversation" in self.tools and not self.categories:
+            raise ValueError("the tag_conversation tool needs categories to choose from")
+        if len(self.categories) != len(set(self.categories)):
+            raise ValueError("categories must be unique")
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> AgentDefinition:
         if self.questions and "record_answer" not in self.tools:
             raise ValueError("questions need the record_answer tool in tools")
         keys = [q.key for q in self.questions]
         if len(keys) != len(set(keys)):
             raise ValueError("question keys must be unique")
+        unknown = sorted(set(self.scoring.answers) - set(keys)) if self.scoring else []
+        if unknown:
+            raise ValueError(f"scoring.answers names no question: {', '.join(unknown)}")
         return self
 
     @property

@@ -10,6 +10,7 @@ from typing import Any
 from agents.definition import AgentDefinition
 from agents.guardrails import OutputPolicy
 from agents.messages import Usage
+from bot.core.hours import BusinessHours
 from bot.store import runs
 from bot.store.audit import AuditLog, Entry
 from bot.store.conversations import remember_agent
@@ -34,6 +35,8 @@ class RunState:
     policy: OutputPolicy
     dry_run: bool = False
     """Plan only: tools that change state or send report what they would do."""
+    hours: BusinessHours | None = None
+    """BUSINESS_HOURS: the team's working hours, which meeting slots are cut from."""
     steps: int = 0
     usage: Usage = field(default_factory=Usage)
     cost: Decimal = field(default_factory=Decimal)

@@ -351,6 +351,7 @@ class AgentRunner:
             started_by=started_by,
             policy=OutputPolicy(agent.forbidden),
             dry_run=dry_run,
+            hours=self.hours,
         )
         if resumed:
             await self._restore(session, run, model)

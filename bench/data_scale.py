@@ -60,7 +60,7 @@ from bench.concurrency import (
     running_app,
     scratch_database,
 )
-from bench.results_io import Record, write_results
+from bench.results_io import Collector, Record, write_results
 from bot.store.contacts import find_by_identity
 from bot.store.db import Database
 from bot.store.deals import open_deal
@@ -318,29 +318,6 @@ async def adhoc_index(db: Database, name: str, table: str, columns: str) -> Asyn
             await connection.execute(text(f"DROP INDEX {name}"))
 
 
-@dataclass
-class Results:
-    """Collects records and prints each as it comes."""
-
-    backend: str
-    records: list[Record]
-
-    def add(self, case: str, metric: str, value: float, unit: str, target: str | None) -> None:
-        shown = f" (target {target})" if target else ""
-        print(f"  {case}: {metric} {value:,.1f} {unit}{shown}")
-        self.records.append(
-            Record(
-                benchmark=BENCHMARK,
-                case=case,
-                metric=metric,
-                value=round(value, 3),
-                unit=unit,
-                target=target,
-                backend=self.backend,
-            )
-        )
-
-
 Run = Callable[[Database], Awaitable[tuple[float, str]]]
 
 
@@ -444,14 +421,14 @@ def probes(sizes: Sizes, last_inbound: dict[int, int]) -> list[Probe]:
     ]
 
 
-async def run_probes(db: Database, chosen: list[Probe], out: Results, label: str = "") -> None:
+async def run_probes(db: Database, chosen: list[Probe], out: Collector, label: str = "") -> None:
     for probe in chosen:
         value, detail = await probe.run(db)
         out.add(f"{probe.name}, {probe.scale}{label}", probe.metric, value, "ms", probe.target)
         print(f"    ({detail})")
 
 
-async def measure_data(url: str, sizes: Sizes, out: Results) -> None:
+async def measure_data(url: str, sizes: Sizes, out: Collector) -> None:
     db = Database(url)
     try:
         await db.migrate()
@@ -508,7 +485,7 @@ async def drive_contacts(url: str, contacts: int, trace: bool) -> dict[str, Any]
     return {"checkpoints": rss, "peak_mb": peak_rss_mb(), "top": top}
 
 
-async def measure_rss(database_url: str | None, sizes: Sizes, trace: bool, out: Results) -> None:
+async def measure_rss(database_url: str | None, sizes: Sizes, trace: bool, out: Collector) -> None:
     """Run `drive_contacts` in a child process on a fresh scratch database."""
     async with scratch_database(database_url) as url:
         command = [sys.executable, "-m", "bench.data_scale", "--rss-child", str(sizes.rss_contacts)]
@@ -534,7 +511,7 @@ async def main(args: argparse.Namespace) -> list[Record]:
     if args.rss_contacts is not None:
         sizes = dataclasses.replace(sizes, rss_contacts=args.rss_contacts)
     backend = backend_of(args.database_url) if args.database_url else "sqlite"
-    out = Results(backend, [])
+    out = Collector(BENCHMARK, backend)
     print(f"{backend}: {sizes}")
     async with scratch_database(args.database_url) as url:
         await measure_data(url, sizes, out)

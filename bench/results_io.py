@@ -20,6 +20,7 @@ import math
 import operator
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict
 
@@ -78,3 +79,29 @@ def check_target(value: float, target: str | None) -> bool | None:
         share, reference = float(match.group(1)) / 100, float(match.group(2))
         return abs(value - reference) <= share * abs(reference)
     return None
+
+
+@dataclass
+class Collector:
+    """Collects one benchmark's records for one backend, printing each as it comes."""
+
+    benchmark: str
+    backend: str | None
+    records: list[Record] = field(default_factory=list)
+    number_format: str = ",.1f"
+
+    def add(self, case: str, metric: str, value: float, unit: str, target: str | None) -> None:
+        shown = f" (target {target})" if target else ""
+        unit_shown = f" {unit}" if unit else ""
+        print(f"  {case}: {metric} {value:{self.number_format}}{unit_shown}{shown}")
+        self.records.append(
+            Record(
+                benchmark=self.benchmark,
+                case=case,
+                metric=metric,
+                value=round(value, 3),
+                unit=unit,
+                target=target,
+                backend=self.backend,
+            )
+        )

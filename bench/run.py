@@ -38,7 +38,7 @@ from bench.results_io import Record, check_target, read_results
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-MODULES = ("telegram", "engine", "frameworks", "sending", "concurrency", "data_scale")
+MODULES = ("telegram", "engine", "frameworks", "sending", "concurrency", "data_scale", "kb")
 BOTH_BACKENDS_IN_ONE_RUN = frozenset({"telegram"})
 """Modules that, given a PostgreSQL URL, measure SQLite too in the same run (the telegram
 benchmark compares both with one floor run), so they are started once, with the URL."""

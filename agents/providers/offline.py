@@ -1,9 +1,11 @@
 """The offline provider: a deterministic policy read from the agent definition.
 
 It needs no key and no network, so crmbot is usable and demonstrable out of the box. It asks
-the agent's qualifying questions in turn, records each answer with `record_answer`, hands off
-when the questions are done (or when it has nothing scripted to say), books nothing, and says
-plainly that it is offline when asked what it is. A proactive run sends the trigger's written
+the agent's qualifying questions in turn, records each answer with `record_answer`, and when
+the questions are done follows the rubric's decision that the tool reports: a qualified lead is
+offered the free meeting times and booked at the one they name as written; a lead for nurture
+is thanked; otherwise (or when it has nothing scripted to say) it hands off. It says plainly
+that it is offline when asked what it is. A proactive run sends the trigger's written
 `message` (names filled in) and nothing else. It speaks through the same tool calls and
 loop as a real model, so everything around it (policy, audit, outbox) is exercised for real.
 """
@@ -35,6 +37,14 @@ IDENTITY_ANSWER = (
     "fixed script of questions. A person on the team will read everything you write here."
 )
 GREETING = "Hi, thanks for getting in touch!"
+OFFER = "Free times for a call:"
+OFFER_TEXT = (
+    "Thanks! I'd love to set up a 30-minute call with our team. "
+    + OFFER
+    + " {times}. Which one suits you? Reply with the time as written."
+)
+BOOKED_TEXT = "You're booked for {time}. Thanks, talk to you then!"
+NURTURE_TEXT = "Thanks, that's all my questions for now. We'll stay in touch."
 
 
 def _estimate_tokens(characters: int) -> int:
@@ -78,21 +88,51 @@ class OfflineProvider(Provider):
         if remaining and "send_message" in tools:
             opener = f"{GREETING} " if not _asked_anything(request.messages) else ""
             return ModelTurn(text=opener + remaining[0]["ask"], stop_reason="end_turn")
+        if _offered_times(request.messages) and {"find_meeting_times", "schedule_meeting"} <= tools:
+            return _call("find_meeting_times", {})  # the times are read afresh, then matched
         return self._hand_over(answers, text)
 
     def _after_tool(self, request: ModelRequest, result: ToolResult, tools: set[str]) -> ModelTurn:
-        if result.is_error or result.name in ("handoff_to_human", "send_message"):
-            if result.is_error:
-                return self._hand_over({}, f"tool {result.name} failed: {result.content}")
+        if result.is_error:
+            return self._hand_over({}, f"tool {result.name} failed: {result.content}")
+        if result.name in ("handoff_to_human", "send_message"):
             return _call("finish", {"summary": f"{result.name} done"})
+        data: dict[str, Any] = json.loads(result.content)
         if result.name == "record_answer":
-            remaining = json.loads(result.content).get("remaining_questions", [])
-            questions = {q["key"]: q["ask"] for q in request.agent_hints.get("questions", [])}
-            if remaining and "send_message" in tools:
-                return ModelTurn(text=f"Thanks! {questions[remaining[0]]}", stop_reason="end_turn")
-            answers = {**request.agent_hints.get("answers", {}), **_just_recorded(request)}
-            return self._hand_over(answers, "all qualifying questions answered")
+            return self._after_answer(request, data, tools)
+        if result.name == "find_meeting_times":
+            return self._pick_time(request, data)
+        if result.name == "schedule_meeting" and "send_message" in tools:
+            when = _label_of(request.messages, str(data.get("starts_at")))
+            return _say(BOOKED_TEXT.format(time=when))
         return _call("finish", {"summary": f"looked at {result.name}"})
+
+    def _after_answer(
+        self, request: ModelRequest, data: dict[str, Any], tools: set[str]
+    ) -> ModelTurn:
+        remaining = data.get("remaining_questions", [])
+        questions = {q["key"]: q["ask"] for q in request.agent_hints.get("questions", [])}
+        if remaining and "send_message" in tools:
+            return _say(f"Thanks! {questions[remaining[0]]}")
+        times = [str(t["label"]) for t in data.get("free_times", [])]
+        if data.get("decision") == "qualified" and times and "send_message" in tools:
+            return _say(OFFER_TEXT.format(times="; ".join(times)))
+        if data.get("decision") == "nurture":
+            if "send_message" in tools:
+                return _say(NURTURE_TEXT)
+            return _call("finish", {"summary": "lead tagged for nurture"})
+        answers = {**request.agent_hints.get("answers", {}), **_just_recorded(request)}
+        return self._hand_over(answers, "all qualifying questions answered")
+
+    def _pick_time(self, request: ModelRequest, data: dict[str, Any]) -> ModelTurn:
+        """Book the offered time the contact named, as written; anything else goes to a person."""
+        said = _last_user_text(request.messages)
+        wanted = _squash(said)
+        for slot in data.get("times", []):
+            if any(form in wanted for form in _label_forms(str(slot["label"]))):
+                arguments = {"starts_at": slot["starts_at"], "contact_quote": said.strip()[:300]}
+                return _call("schedule_meeting", arguments)
+        return self._hand_over({}, f"the contact answered the offered meeting times: {said}")
 
     def _hand_over(self, answers: dict[str, Any], context: str) -> ModelTurn:
         summary = "; ".join(f"{k}: {v}" for k, v in answers.items()) or context
@@ -111,6 +151,41 @@ def _proactive(task: dict[str, Any], tools: set[str]) -> ModelTurn:
     if message and "send_message" in tools:
         return _call("send_message", {"text": message})
     return _call("finish", {"summary": "offline: no message is written for this trigger"})
+
+
+def _say(text: str) -> ModelTurn:
+    return ModelTurn(text=text, stop_reason="end_turn")
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _label_forms(label: str) -> list[str]:
+    """'Tue 5 May 09:30 UTC' is named with or without its zone."""
+    squashed = _squash(label)
+    parts = squashed.split()
+    return [squashed, " ".join(parts[:-1])] if len(parts) > 4 else [squashed]
+
+
+def _last_user_text(messages: tuple[ChatMessage, ...]) -> str:
+    return next((m.text for m in reversed(messages) if isinstance(m, UserText)), "")
+
+
+def _offered_times(messages: tuple[ChatMessage, ...]) -> bool:
+    """True when our latest message offered meeting times."""
+    latest = next((t for t in reversed(_assistant_texts(messages)) if t.strip()), "")
+    return OFFER in latest
+
+
+def _label_of(messages: tuple[ChatMessage, ...], starts_at: str) -> str:
+    """How the times offered in this run showed `starts_at`."""
+    for message in messages:
+        if isinstance(message, ToolResult) and message.name == "find_meeting_times":
+            for slot in json.loads(message.content).get("times", []):
+                if slot["starts_at"] == starts_at:
+                    return str(slot["label"])
+    return starts_at
 
 
 def _call(name: str, arguments: dict[str, Any]) -> ModelTurn:

@@ -1,6 +1,6 @@
 """The agent's tools. Importing this package registers all of them in `REGISTRY`."""
 
-from agents.tools import contact, control, deals, messaging
+from agents.tools import contact, control, deals, kb, meetings, messaging
 from agents.tools.base import REGISTRY, Tool
 
-__all__ = ["REGISTRY", "Tool", "contact", "control", "deals", "messaging"]
+__all__ = ["REGISTRY", "Tool", "contact", "control", "deals", "kb", "meetings", "messaging"]

@@ -1,11 +1,14 @@
-"""Read the contact and the conversation; record qualifying answers."""
+"""Read the contact and the conversation; record qualifying answers (which rescore the lead)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import Field
 
 from agents.tools.base import ToolArgs, ToolOutcome, ToolRefused, tool
 from agents.tools.context import ToolContext
+from agents.tools.qualifying import conclude, rescore
 from bot.store.models import Contact
 
 
@@ -39,6 +42,8 @@ async def get_contact(ctx: ToolContext, args: GetContactArgs) -> ToolOutcome:
     contact = await ctx.scope.contact()
     deal = await ctx.scope.open_deal()
     card = contact_card(contact)
+    latest = await ctx.scope.latest_score_change()
+    card["lead_score_reasons"] = list(latest.reasons) if latest is not None else []
     card["open_deal"] = (
         {"id": deal.id, "title": deal.title, "stage": deal.stage, "owner": deal.owner}
         if deal
@@ -73,13 +78,25 @@ class RecordAnswerArgs(ToolArgs):
 
 @tool(mutates=True)
 async def record_answer(ctx: ToolContext, args: RecordAnswerArgs) -> ToolOutcome:
-    """Save the contact's answer to one of your qualifying questions."""
+    """Save the contact's answer to one of your qualifying questions. The lead score is
+    computed from the answers by the system (you cannot set it); once every question is
+    answered, the result says whether the lead is qualified and what to do next."""
     keys = [q.key for q in ctx.run.agent.questions]
     if args.key not in keys:
         raise ToolRefused("unknown_question", f"key must be one of {keys}")
     if ctx.run.dry_run:
-        answers = dict((await ctx.scope.contact()).custom_fields or {})
+        stored = dict((await ctx.scope.contact()).custom_fields or {})
+        answers = {**stored, args.key: args.answer}
     else:
         answers = await ctx.scope.record_answer(args.key, args.answer)
-    remaining = [k for k in keys if k not in answers and k != args.key]
-    return ToolOutcome({"recorded": args.key, "remaining_questions": remaining})
+    remaining = [k for k in keys if k not in answers]
+    result: dict[str, Any] = {"recorded": args.key, "remaining_questions": remaining}
+    rubric = ctx.run.agent.scoring
+    if rubric is None:
+        return ToolOutcome(result)
+    scored = await rescore(ctx, rubric, answers)
+    result["lead_score"] = scored.score
+    if remaining:
+        return ToolOutcome(result)
+    asked = {key: answers[key] for key in keys}
+    return await conclude(ctx, rubric, scored, asked, result)

@@ -1,7 +1,12 @@
-"""Pipeline and calendar: move a deal, book a meeting. Destructive moves wait for staff."""
+"""Pipeline and calendar: move a deal, book a meeting. Destructive moves wait for staff.
+
+A meeting is booked only on free slots of its owner's working hours (`agents.tools.meetings`),
+and two conversations cannot book the same slot: the store's unique index decides the race.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime, timedelta
 from typing import Literal
@@ -10,6 +15,7 @@ from pydantic import AwareDatetime, Field
 
 from agents.tools.base import ToolArgs, ToolOutcome, ToolRefused, tool
 from agents.tools.context import ToolContext
+from agents.tools.meetings import JUST_TAKEN, check_slot, meeting_owner
 from bot.store.models import Deal
 from bot.store.types import utcnow
 
@@ -17,6 +23,7 @@ Stage = Literal["new", "qualified", "meeting_booked", "proposal", "negotiation",
 NEEDS_CONFIRMATION: frozenset[str] = frozenset({"won", "lost"})
 """Stages that close a deal: an agent may only propose them; staff confirm."""
 MAX_DAYS_AHEAD = 90
+log = logging.getLogger("agents.tools")
 
 
 class UpdateDealStageArgs(ToolArgs):
@@ -103,8 +110,9 @@ def _check_time(starts_at: datetime) -> None:
 
 @tool(mutates=True)
 async def schedule_meeting(ctx: ToolContext, args: ScheduleMeetingArgs) -> ToolOutcome:
-    """Book a meeting with the contact at a time THEY proposed or accepted. Quote their words
-    exactly in contact_quote; a time the contact never agreed to is refused."""
+    """Book a meeting with the contact at a free time (from find_meeting_times) that THEY
+    proposed or accepted. Quote their words exactly in contact_quote; a time the contact never
+    agreed to, or one that is not free, is refused."""
     _check_time(args.starts_at)
     if not await _contact_said(ctx, args.contact_quote):
         raise ToolRefused(
@@ -112,13 +120,21 @@ async def schedule_meeting(ctx: ToolContext, args: ScheduleMeetingArgs) -> ToolO
             "contact_quote is not in anything the contact wrote; ask them for a time first.",
         )
     deal = await ctx.scope.open_deal()
+    owner = await meeting_owner(ctx, deal)
+    await check_slot(ctx, owner, args.starts_at, args.duration_minutes)
     if ctx.run.dry_run:
-        return ToolOutcome({"would_book": args.starts_at.isoformat()})
-    meeting = await ctx.scope.book_meeting(
+        return ToolOutcome({"would_book": args.starts_at.isoformat(), "owner": owner})
+    meeting = await ctx.scope.book_slot(
         deal,
         starts_at=args.starts_at,
         duration_minutes=args.duration_minutes,
         topic=args.topic,
         run_id=ctx.run.run_id,
+        owner=owner,
     )
-    return ToolOutcome({"meeting_id": meeting.id, "starts_at": args.starts_at.isoformat()})
+    if meeting is None:  # another conversation's booking of this slot committed first
+        log.info("run %s: slot %s of %s was just taken", ctx.run.run_id, args.starts_at, owner)
+        raise ToolRefused("slot_taken", JUST_TAKEN)
+    return ToolOutcome(
+        {"meeting_id": meeting.id, "starts_at": args.starts_at.isoformat(), "owner": owner}
+    )

@@ -16,6 +16,7 @@ from bot.app.cli_deadletters import deadletters_cli
 from bot.app.cli_events import event_command
 from bot.app.cli_import import import_cli
 from bot.app.cli_jobs import jobs_cli
+from bot.app.cli_kb import kb_cli
 from bot.app.cli_staff import staff_cli
 from bot.app.wiring import App, serve
 from bot.core.errors import CrmbotError
@@ -36,6 +37,7 @@ cli.add_typer(deadletters_cli, name="deadletters")
 cli.add_typer(staff_cli, name="staff")
 cli.add_typer(import_cli, name="import")
 cli.add_typer(jobs_cli, name="jobs")
+cli.add_typer(kb_cli, name="kb")
 
 
 @cli.command()

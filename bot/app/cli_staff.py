@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from bot.app.cli_common import _run, _settings, _with_db
+from bot.core.hours import BusinessHours
 from bot.store import staff_members
+from bot.store.availability import set_hours
 from bot.store.db import Database
 from bot.store.models import StaffMember
 
@@ -37,6 +39,31 @@ def staff_add(
             async with db.transaction() as session:
                 member, change = await staff_members.add(session, name, telegram_id)
             typer.echo(f"{change} {describe(member)}")
+
+        await _with_db(settings, work)
+
+    _run(main)
+
+
+@staff_cli.command("hours")
+def staff_hours(
+    name: Annotated[str, typer.Argument(help="The staff member")],
+    hours: Annotated[
+        str | None,
+        typer.Argument(help="Like BUSINESS_HOURS: 'mon-fri 09:00-17:00'; omit to clear"),
+    ] = None,
+) -> None:
+    """Set a staff member's own working hours (meeting times are offered within them)."""
+    settings = _settings("WARNING")
+
+    async def main() -> None:
+        if hours is not None:
+            BusinessHours(hours, settings.business_timezone)  # a bad spec is one error line
+
+        async def work(db: Database) -> None:
+            async with db.transaction() as session:
+                await set_hours(session, name, hours)
+            typer.echo(f"{name}: {hours or 'BUSINESS_HOURS'}")
 
         await _with_db(settings, work)
 

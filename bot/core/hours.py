@@ -1,14 +1,16 @@
 """Business hours: when people answer handed-off conversations.
 
 Written like `mon-fri 09:00-18:00; sat 10:00-14:00` in the configured time zone. Used to tell a
-customer, outside those hours, when a person will pick their conversation up.
+customer, outside those hours, when a person will pick their conversation up, and to cut the
+working hours into meeting slots (`free_slots`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.core.errors import ConfigurationError
@@ -77,6 +79,80 @@ def _parse(part: str) -> list[Window]:
     start, end = DAYS.index(first), DAYS.index(last or first)
     days = range(start, end + 1) if end >= start else [*range(start, 7), *range(0, end + 1)]
     return [Window(day, opens, closes) for day in days]
+
+
+SLOT = timedelta(minutes=30)
+"""The length of a meeting slot."""
+Span = tuple[datetime, datetime]
+"""A booked meeting: its start and end (aware datetimes)."""
+
+
+def day_slots(hours: BusinessHours, day: date, length: timedelta = SLOT) -> list[datetime]:
+    """Every slot start (UTC) of `day` in the hours' zone: each opening window cut into
+    `length` pieces from its opening, the last ending by its closing."""
+    starts: list[datetime] = []
+    for window in sorted(hours.windows, key=lambda w: w.opens):
+        if window.weekday != day.weekday():
+            continue
+        start = datetime.combine(day, window.opens, hours.zone).astimezone(UTC)
+        end = datetime.combine(day, window.closes, hours.zone).astimezone(UTC)
+        while start + length <= end:
+            starts.append(start)
+            start += length
+    return starts
+
+
+def _overlaps(start: datetime, length: timedelta, booked: Iterable[Span]) -> bool:
+    return any(b_start < start + length and start < b_end for b_start, b_end in booked)
+
+
+def free_slots(
+    hours: BusinessHours,
+    *,
+    now: datetime,
+    working_days: int,
+    booked: Iterable[Span],
+    length: timedelta = SLOT,
+) -> list[datetime]:
+    """Free slot starts (UTC, in order) after `now` over the next `working_days` days that
+    have opening hours, today included, leaving out every slot a booked meeting overlaps."""
+    spans = list(booked)
+    today = now.astimezone(hours.zone).date()
+    found: list[datetime] = []
+    days_seen = 0
+    for offset in range(7 * working_days + 7):  # a week always holds a working day
+        if days_seen >= working_days:
+            break
+        starts = day_slots(hours, today + timedelta(days=offset), length)
+        if not starts:
+            continue
+        days_seen += 1
+        found += [s for s in starts if s > now and not _overlaps(s, length, spans)]
+    return found
+
+
+def slot_state(
+    hours: BusinessHours,
+    starts_at: datetime,
+    duration: timedelta,
+    *,
+    now: datetime,
+    booked: Iterable[Span],
+    length: timedelta = SLOT,
+) -> str:
+    """`free` when a meeting of `duration` from `starts_at` covers only free slots of the
+    hours; `taken` when they are slots but a booked meeting overlaps one; else `outside`
+    (not on a slot boundary, outside the hours, or already begun)."""
+    if starts_at <= now:
+        return "outside"
+    day = starts_at.astimezone(hours.zone).date()
+    slots = set(day_slots(hours, day, length))
+    pieces = max(1, -(-duration // length))  # a 45-minute meeting takes two slots
+    covered = [starts_at.astimezone(UTC) + n * length for n in range(pieces)]
+    if not all(piece in slots for piece in covered):
+        return "outside"
+    spans = list(booked)
+    return "taken" if any(_overlaps(piece, length, spans) for piece in covered) else "free"
 
 
 _QUIET = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")

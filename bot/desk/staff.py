@@ -25,6 +25,7 @@ from bot.store.models import (
     OutboxItem,
     PendingConfirmation,
 )
+from bot.store.scores import latest_change
 from bot.store.types import utcnow
 
 STAFF_CHANNEL = "staff"
@@ -115,10 +116,15 @@ async def summary_text(session: Tx, conversation_id: int, reason: str, summary: 
     lines = [
         f"🔔 Handoff: {_who(contact)}",
         f"Channel: {conversation.channel} · score {contact.lead_score}"
-        + (f" · tags {visible_line(', '.join(contact.tags))}" if contact.tags else ""),
+        + (f" · tags {visible_line(', '.join(contact.tags))}" if contact.tags else "")
+        + (f" · category {visible_line(conversation.category)}" if conversation.category else ""),
         f"Deal: {visible_line(deal.title)} ({deal.stage})" if deal else "Deal: none",
         f"Why: {visible_line(reason)}",
     ]
+    scored = await latest_change(session, contact.id)
+    if scored is not None and scored.reasons:
+        why = visible_line("; ".join(scored.reasons))
+        lines.append(f"Score {scored.new_score} because: {why}")
     if summary:
         lines.append(f"Agent's summary: {visible(summary)}")
     if contact.custom_fields:

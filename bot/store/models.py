@@ -121,6 +121,8 @@ class Conversation(Base):
     state: Mapped[str] = mapped_column(String(20), default="bot")  # bot | handed_off | closed
     current_agent: Mapped[str | None] = mapped_column(String(80))
     subject: Mapped[str | None] = mapped_column(String(500))
+    category: Mapped[str | None] = mapped_column(String(40))
+    """What it is about, as an agent tagged it: one of its definition's `categories`."""
     last_message_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -184,6 +186,37 @@ class Meeting(Base):
     duration_minutes: Mapped[int] = mapped_column(default=30)
     topic: Mapped[str] = mapped_column(String(300), default="")
     status: Mapped[str] = mapped_column(String(20), default="booked")
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    """Whose calendar it is on: the deal's or contact's owner, else the team."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # One booked meeting per owner and start: two conversations racing for the same slot
+    # cannot both win, whatever each of them read beforehand.
+    __table_args__ = (
+        Index(
+            "uq_meetings_owner_slot",
+            "owner",
+            "starts_at",
+            unique=True,
+            sqlite_where=text("status = 'booked'"),
+            postgresql_where=text("status = 'booked'"),
+        ),
+    )
+
+
+class ScoreChange(Base):
+    """A contact's lead score moved, with the rubric lines that made the new score."""
+
+    __tablename__ = "score_changes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    old_score: Mapped[int] = mapped_column()
+    new_score: Mapped[int] = mapped_column()
+    reasons: Mapped[list[str]] = mapped_column(default=list)
+    """One line per rubric rule that gave points, e.g. "team_size 40 in 10-99: +30"."""
     run_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -479,6 +512,8 @@ class StaffMember(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     telegram_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     """Where their own messages go (stale-deal lists); unset: the staff group."""
+    hours: Mapped[str | None] = mapped_column(String(200))
+    """Their working hours in BUSINESS_HOURS format; unset: BUSINESS_HOURS."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -584,3 +619,58 @@ class Switch(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     changed_by: Mapped[str] = mapped_column(String(200), default="")
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KbArticle(Base):
+    """A help article of the knowledge base, imported from a file (`crmbot kb import`)."""
+
+    __tablename__ = "kb_articles"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    path: Mapped[str] = mapped_column(String(1000), unique=True)
+    """Its key: the file's absolute path (a re-import matches on it), or another unique name."""
+    title: Mapped[str] = mapped_column(String(300))
+    url: Mapped[str | None] = mapped_column(String(1000))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KbChunk(Base):
+    """One searchable passage of an article: a section under a heading, of bounded size.
+
+    Not modelled here: the full-text index over `heading` and `text`, which each database
+    builds its own way (migration 0009, `bot.store.kb`), and which `include_name` hides from
+    the comparison of models and schema.
+    """
+
+    __tablename__ = "kb_chunks"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    article_id: Mapped[int] = mapped_column(
+        ForeignKey("kb_articles.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column()
+    heading: Mapped[str] = mapped_column(String(1000), default="")
+    """The heading trail, article title first: "Billing › Invoices"."""
+    text: Mapped[str] = mapped_column(Text)
+
+
+FULL_TEXT_TABLES = "kb_chunks_fts"
+"""SQLite: the FTS5 table and the shadow tables it keeps (kb_chunks_fts_data, ...)."""
+FULL_TEXT_COLUMNS = frozenset({("kb_chunks", "search_vector")})
+"""PostgreSQL: the generated tsvector column."""
+FULL_TEXT_INDEXES = frozenset({"ix_kb_chunks_search_vector"})
+"""PostgreSQL: its GIN index."""
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic's `include_name` filter: compare everything but the full-text structures that
+    only one database has (the models cannot describe an FTS5 table or a tsvector).
+    `parent_names` is Alembic's mapping of the object's table (`table_name`) and schema."""
+    if type_ == "table":
+        return not (name or "").startswith(FULL_TEXT_TABLES)
+    if type_ == "column":
+        return (parent_names.get("table_name"), name) not in FULL_TEXT_COLUMNS
+    if type_ == "index":
+        return name not in FULL_TEXT_INDEXES
+    return True

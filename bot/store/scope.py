@@ -7,15 +7,26 @@ it through a tool: the narrowest way to enforce contact scoping is to offer noth
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.store import deals, outbox
+from bot.store import availability, deals, kb, outbox, scores
+from bot.store.audit import AuditLog
 from bot.store.contacts import address_on, get_contact
 from bot.store.inbox import recent_messages
-from bot.store.models import Contact, Deal, Meeting, Message, PendingConfirmation
+from bot.store.models import (
+    Contact,
+    Conversation,
+    Deal,
+    Meeting,
+    Message,
+    PendingConfirmation,
+    ScoreChange,
+)
 
 
 class ConversationScope:
@@ -47,6 +58,44 @@ class ConversationScope:
         contact = await self.contact()
         contact.custom_fields = {**(contact.custom_fields or {}), key: answer}
         return dict(contact.custom_fields)
+
+    async def record_score(
+        self, score: int, reasons: Sequence[str], run_id: str | None
+    ) -> ScoreChange | None:
+        """Keep the contact's computed score; the change with its reasons, or None."""
+        return await scores.record_score(
+            self._session, await self.contact(), score, reasons, run_id=run_id
+        )
+
+    async def latest_score_change(self) -> ScoreChange | None:
+        return await scores.latest_change(self._session, self.contact_id)
+
+    async def add_tag(self, tag: str) -> bool:
+        """Tag the contact; False when it already had the tag."""
+        contact = await self.contact()
+        if tag in (contact.tags or []):
+            return False
+        contact.tags = [*(contact.tags or []), tag]
+        return True
+
+    async def owner_hours(self, owner: str) -> str | None:
+        """The owner's own working hours, if they are a staff member who set some."""
+        return await availability.hours_of(self._session, owner)
+
+    async def booked_spans(
+        self, owner: str, since: datetime, until: datetime
+    ) -> list[tuple[datetime, datetime]]:
+        """When the owner is busy: the times of their booked meetings, and nothing else about
+        them (they may be with other contacts)."""
+        return await availability.booked_spans(self._session, owner, since, until)
+
+    async def book_slot(self, deal: Deal | None, **fields: Any) -> Meeting | None:
+        """Book a meeting with this contact; None when the owner's slot was just taken."""
+        if deal is not None and deal.contact_id != self.contact_id:
+            raise PermissionError(f"deal {deal.id} is not contact {self.contact_id}'s")
+        return await availability.book_slot(
+            self._session, deal, contact_id=self.contact_id, **fields
+        )
 
     async def open_deal(self) -> Deal | None:
         return await deals.open_deal(self._session, self.contact_id)
@@ -103,3 +152,25 @@ class ConversationScope:
             automatic=automatic,
         )
         return item.id
+
+    async def search_kb(self, query: str, limit: int) -> list[kb.Hit]:
+        """The knowledge base's best passages for `query` (the same for every contact)."""
+        return await kb.search(self._session, query, limit)
+
+    async def set_category(
+        self, category: str, audit: AuditLog, *, actor: str, run_id: str | None = None
+    ) -> str | None:
+        """Tag this conversation with `category`, audited; returns the category it had."""
+        conversation = await self._session.get(Conversation, self.conversation_id)
+        if conversation is None:
+            raise LookupError(f"no conversation {self.conversation_id}")
+        previous, conversation.category = conversation.category, category
+        await audit.append(
+            self._session,
+            "conversation_tagged",
+            {"category": category, "previous": previous},
+            actor=actor,
+            run_id=run_id,
+            conversation_id=self.conversation_id,
+        )
+        return previous

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from agents.messages import ToolResult
+from bot.core.hours import free_slots
 from bot.store.contacts import Identity, resolve_contact
 from bot.store.models import (
     Contact,
@@ -161,7 +162,9 @@ async def test_meeting_at_a_time_the_contact_never_agreed_to_is_refused(harness:
 
 
 async def test_meeting_the_contact_proposed_is_booked_once(harness: Harness) -> None:
-    when = (utcnow() + timedelta(days=3)).replace(microsecond=0).isoformat()
+    # Meetings are booked only on free slots of the working hours: one a few days ahead.
+    later = utcnow() + timedelta(days=2)
+    when = free_slots(harness.app.runner.hours, now=later, working_days=1, booked=[])[0].isoformat()
     book = call("schedule_meeting", {"starts_at": when, "contact_quote": "thursday at 3pm works"})
     model = ScriptedModel(turn("", book), turn("", book), turn("", call("finish")))
     harness.use_model(model)

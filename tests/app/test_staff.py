@@ -167,3 +167,16 @@ async def test_staff_command_on_telegram_is_answered_and_in_the_menu(
         assert await rig.rows(Message) == []  # a command, not a customer's message
     finally:
         await rig.stop()
+
+
+def test_a_staff_members_own_hours_are_set_and_a_bad_spec_refused(tmp_path: Path) -> None:
+    bot = Crmbot(tmp_path)
+    assert bot("staff", "add", "Dana").returncode == 0
+    assert bot("staff", "hours", "Dana", "mon-thu 08:00-16:00").stdout.strip() == (
+        "Dana: mon-thu 08:00-16:00"
+    )
+    assert bot.sql("SELECT hours FROM staff_members") == [("mon-thu 08:00-16:00",)]
+    refused = bot("staff", "hours", "Dana", "whenever")
+    assert refused.returncode == 2 and "BUSINESS_HOURS" in refused.stderr
+    assert bot("staff", "hours", "Dana").stdout.strip() == "Dana: BUSINESS_HOURS"
+    assert bot.sql("SELECT hours FROM staff_members") == [(None,)]

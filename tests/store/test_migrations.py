@@ -15,13 +15,14 @@ from sqlalchemy.engine import Connection
 
 from bot.store.db import Database
 from bot.store.migrate import schema_revision
-from bot.store.models import AuditChain, Base, Contact
+from bot.store.models import AuditChain, Base, Contact, include_name
 from tests.conftest import BACKENDS
 
 
 def _schema_diffs(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(
-        connection, opts={"compare_type": True, "compare_server_default": True}
+        connection,
+        opts={"compare_type": True, "compare_server_default": True, "include_name": include_name},
     )
     return list(compare_metadata(context, Base.metadata))
 
