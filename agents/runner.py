@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agents.budget import Price, check_monthly_ceiling, price_for
+from agents.budget import check_monthly_ceiling
 from agents.definition import AgentDefinition, parse_duration
 from agents.guardrails import OutputPolicy, find_trigger
 from agents.loop import AgentLoop, Finish, Handoff, LoopInput
 from agents.messages import Usage
+from agents.proactive_text import proactive_note, render_message
 from agents.prompt import history_messages, system_prompt
-from agents.providers.base import Provider
-from agents.providers.registry import build_provider
+from agents.providers.pool import ProviderPool
 from agents.router import choose_agent
 from agents.run_state import LastLook, RunState
 from agents.tools.contact import contact_card
@@ -40,7 +40,7 @@ from bot.store.conversations import get_conversation
 from bot.store.db import Database, Tx
 from bot.store.deals import open_deal
 from bot.store.inbox import mark_handled, run_history
-from bot.store.models import Contact, Message
+from bot.store.models import Message
 from bot.store.types import utcnow
 from bot.store.wakeups import NewWakeup, add_wakeups
 
@@ -59,69 +59,8 @@ class RunOutcome:
     reason: str = ""
 
 
-class ProviderPool:
-    """One provider object per provider name, built on first use and closed at shutdown."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._providers: dict[str, Provider] = {}
-
-    def register(self, name: str, provider: Provider) -> None:
-        """Use `provider` for `name` instead of building one from settings."""
-        self._providers[name] = provider
-
-    def for_agent(self, agent: AgentDefinition) -> tuple[Provider, str]:
-        name = agent.provider or self.settings.llm_provider or "offline"
-        if name not in self._providers:
-            self._providers[name] = build_provider(self.settings, name)
-        return self._providers[name], agent.model or self.settings.model_for(name)
-
-    def price(self, model: str) -> Price:
-        s = self.settings
-        if s.llm_price_input_per_mtok is None or s.llm_price_output_per_mtok is None:
-            return price_for(model)
-        return price_for(model, Price(s.llm_price_input_per_mtok, s.llm_price_output_per_mtok))
-
-    async def aclose(self) -> None:
-        for provider in self._providers.values():
-            await provider.aclose()
-
-
 async def _no_look(session: Tx) -> None:
     del session
-
-
-def proactive_note(cause: dict[str, Any], instruction: str) -> str:
-    """What a proactive run's model is told in place of a message from the contact."""
-    if "event" in cause:
-        why = f"the event {cause['event']} (id {cause.get('event_id')})"
-    elif "job" in cause:
-        why = f"the scheduled job {cause['job']} ({cause.get('scheduled_for')})"
-    else:
-        why = "a follow-up: the contact went quiet before answering your questions"
-    return (
-        f"[Not a message from the contact: this run was started by {why}. Write to the contact "
-        f"only if it helps them; otherwise finish without a message.] {instruction}".strip()
-    )
-
-
-class _Blank(dict[str, str]):
-    def __missing__(self, key: str) -> str:
-        return ""
-
-
-def render_message(template: str, contact: Contact) -> str:
-    """The definition's offline message with {first_name}, {name}, {company} filled in."""
-    name = (contact.name or "").strip()
-    fields = _Blank(
-        name=name or "there",
-        first_name=name.split()[0] if name else "there",
-        company=str((contact.custom_fields or {}).get("company", "")),
-    )
-    try:
-        return template.format_map(fields).strip()
-    except (ValueError, IndexError):  # a stray brace: send the text as written
-        return template.strip()
 
 
 class AgentRunner:

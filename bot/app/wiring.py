@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 
 from agents import catalog
 from agents.definition import TEMPLATES_DIR
-from agents.runner import AgentRunner, ProviderPool
+from agents.providers.pool import ProviderPool
+from agents.runner import AgentRunner
 from bot.app.admin import AdminCommands
 from bot.app.delivery import OutboxWorker
 from bot.app.dispatcher import Dispatcher
