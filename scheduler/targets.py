@@ -1,8 +1,9 @@
 """Who a proactive run is for, and where it would reach them.
 
-A proactive run goes to the contact's most recent conversation. With none, it opens one on
-the channel the contact can be reached on: email whenever we have their address, Telegram
-once they have written to the bot (Telegram lets no bot start a conversation).
+A proactive run goes to the contact's conversation as staff see it (the open one, else the
+most recent: `bot.store.handoffs.latest_conversation`), where the rules then decide. With
+none, it opens one on email when we have their address. Never on Telegram: a bot can only
+answer people who wrote to it, and then they have a conversation already.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from agents.router import matches
 from bot.store.contacts import address_on, get_contact
 from bot.store.db import Database, Tx
 from bot.store.deals import open_deal
+from bot.store.handoffs import latest_conversation
 from bot.store.hygiene import StalePolicy, stale_deals_page
 from bot.store.models import Contact, Conversation
-from bot.store.proactive import contacts_page, latest_conversation
+from bot.store.proactive import contacts_page
 
 FIRST_CONTACT_CHANNELS = ("email",)
 """Where we may write first. Not Telegram: a bot can only answer people who wrote to it, so a

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agents import catalog
-from agents.definition import Conditions
+from agents.definition import AgentDefinition, Conditions
 from agents.runner import AgentRunner
 from bot.core.errors import NotFoundError
 from bot.desk.proactive import ProactiveRules, Verdict
@@ -93,7 +93,7 @@ class WakeupWorker:
             if isinstance(decision, Verdict):
                 await self._settle(session, wakeup, decision, now)
                 return
-            conversation_id = decision
+            agent, conversation_id = decision
             if not await leases.try_acquire(
                 session,
                 leases.conversation_lease(conversation_id),
@@ -102,10 +102,13 @@ class WakeupWorker:
             ):
                 await store.postpone(session, wakeup.id, now + BUSY_RETRY, "conversation busy")
                 return
-        await self._run(wakeup, conversation_id)
+        await self._run(wakeup, agent, conversation_id)
 
-    async def _gate(self, session: Tx, wakeup: Wakeup, now: datetime) -> Verdict | int:
-        """A verdict that stops or delays the wake-up, or the conversation to run it in."""
+    async def _gate(
+        self, session: Tx, wakeup: Wakeup, now: datetime
+    ) -> Verdict | tuple[AgentDefinition, int]:
+        """A verdict that stops or delays the wake-up, or the agent and the conversation to
+        run it in."""
         try:
             stored = await catalog.get(session, wakeup.agent_name)
         except NotFoundError:
@@ -138,8 +141,8 @@ class WakeupWorker:
         if target.conversation is None:
             conversation = await open_conversation(session, contact.id, target.channel)
             await session.flush()
-            return conversation.id
-        return target.conversation.id
+            return stored.definition, conversation.id
+        return stored.definition, target.conversation.id
 
     async def _settle(self, session: Tx, wakeup: Wakeup, verdict: Verdict, now: datetime) -> None:
         if verdict.action == "postpone":
@@ -161,16 +164,13 @@ class WakeupWorker:
             actor="scheduler",
         )
 
-    async def _run(self, wakeup: Wakeup, conversation_id: int) -> None:
+    async def _run(self, wakeup: Wakeup, agent: AgentDefinition, conversation_id: int) -> None:
         lease = leases.conversation_lease(conversation_id)
         try:
-            stored = None
-            async with self.db.reading() as session:
-                stored = await catalog.get(session, wakeup.agent_name)
             trigger: dict[str, Any] = wakeup.trigger
             outcome = await self.runner.handle_proactive(
                 conversation_id,
-                stored.definition,
+                agent,
                 trigger=str(trigger.get("type", "schedule")),
                 started_by=started_by(wakeup.cause),
                 cause={**wakeup.cause, "wakeup_id": wakeup.id},

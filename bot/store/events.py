@@ -55,10 +55,6 @@ async def _by_key(session: AsyncSession, key: str) -> ContactEvent | None:
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def get_event(session: AsyncSession, event_id: int) -> ContactEvent | None:
-    return await session.get(ContactEvent, event_id)
-
-
 async def count_events(
     session: AsyncSession, contact_id: int, types: Iterable[str], since: datetime
 ) -> dict[str, int]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.errors import NotFoundError
@@ -204,18 +204,3 @@ async def set_paused(session: AsyncSession, name: str | None, paused: bool) -> l
     for job in jobs:
         job.paused = paused
     return changed
-
-
-async def firings_of(session: AsyncSession, job_name: str, limit: int = 20) -> list[JobFiring]:
-    query = (
-        select(JobFiring)
-        .where(JobFiring.job_name == job_name)
-        .order_by(JobFiring.scheduled_for.desc())
-        .limit(limit)
-    )
-    return list((await session.execute(query)).scalars())
-
-
-async def running_firings(session: AsyncSession) -> list[JobFiring]:
-    query = select(JobFiring).where(and_(JobFiring.status == "running"))
-    return list((await session.execute(query)).scalars())

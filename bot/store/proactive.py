@@ -5,14 +5,13 @@ The rules themselves are in `bot/desk/proactive.py`; this is their SQL.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.dialect import insert_ignoring_conflicts
-from bot.store.models import Contact, Conversation, Message, OutboxItem, Switch
+from bot.store.models import Contact, Message, OutboxItem, Switch
 from bot.store.types import utcnow
 
 BREAKER = "proactive"
@@ -152,17 +151,6 @@ async def last_message_at(session: AsyncSession, contact_id: int) -> datetime | 
     return value
 
 
-async def latest_conversation(session: AsyncSession, contact_id: int) -> Conversation | None:
-    """The contact's most recent conversation, in any state."""
-    query = (
-        select(Conversation)
-        .where(Conversation.contact_id == contact_id)
-        .order_by(Conversation.id.desc())
-        .limit(1)
-    )
-    return (await session.execute(query)).scalar_one_or_none()
-
-
 async def contacts_page(session: AsyncSession, *, after_id: int, page_size: int) -> list[Contact]:
     """Reachable contacts who have not opted out, by id, a page at a time."""
     query = (
@@ -176,14 +164,3 @@ async def contacts_page(session: AsyncSession, *, after_id: int, page_size: int)
         .limit(page_size)
     )
     return list((await session.execute(query)).scalars())
-
-
-async def all_contacts(session: AsyncSession, page_size: int = 1000) -> AsyncIterator[Contact]:
-    after = 0
-    while True:
-        page = await contacts_page(session, after_id=after, page_size=page_size)
-        for contact in page:
-            yield contact
-        if len(page) < page_size:
-            return
-        after = page[-1].id

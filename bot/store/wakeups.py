@@ -154,10 +154,6 @@ async def pending_before(session: AsyncSession, end: datetime) -> list[tuple[str
     return [(name, int(n)) for name, n in (await session.execute(query)).all()]
 
 
-async def by_key(session: AsyncSession, key: str) -> Wakeup | None:
-    return (await session.execute(select(Wakeup).where(Wakeup.key == key))).scalar_one_or_none()
-
-
 async def for_contact(session: AsyncSession, contact_id: int) -> list[Wakeup]:
     query = select(Wakeup).where(Wakeup.contact_id == contact_id).order_by(Wakeup.id)
     return list((await session.execute(query)).scalars())
