@@ -113,6 +113,34 @@ class Scoring(_Strict):
     nurture_tag: str = Field("nurture", min_length=1, max_length=60)
 
 
+HOLDING_MESSAGE = (
+    "Thanks for your question. I want to be sure you get the right answer, so a colleague is "
+    "checking it and will reply here shortly."
+)
+
+
+class KnowledgeBase(_Strict):
+    """Grounding, enforced in code: a reply must cite an article that search_kb returned in
+    the run, and the best retrieval score among the cited articles must reach `min_confidence`.
+    Such a reply is sent with the article's title and link; any other becomes a draft for
+    staff (with `holding_message` to the customer) or a handoff."""
+
+    min_confidence: float = Field(
+        0.5, ge=0, le=1, description="Lowest search score (0..1) a sent answer may rest on"
+    )
+    below: Literal["draft", "handoff"] = Field(
+        "draft",
+        description="An answer that is not grounded enough: draft it for staff, or hand off",
+    )
+    holding_message: str = Field(
+        HOLDING_MESSAGE,
+        min_length=1,
+        max_length=1000,
+        description="Sent to the customer while staff look at a draft",
+    )
+    cite_sources: bool = Field(True, description="Append the cited articles' titles and links")
+
+
 class PolicyRule(_Strict):
     """A forbidden commitment: outgoing text matching `pattern` (a regex) is blocked."""
 
@@ -315,6 +343,17 @@ class AgentDefinition(_Strict):
     scoring: Scoring | None = Field(
         None, description="Lead-scoring rubric and what to do once the questions are answered"
     )
+    knowledge_base: KnowledgeBase | None = Field(
+        None, description="Ground replies in search_kb results (citation and confidence)"
+    )
+    facts: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        [],
+        max_length=100,
+        description="Statements the agent may make; amounts and plan names in them are allowed",
+    )
+    review: list[Literal["pricing", "contract"]] = Field(
+        [], description="Replies about these topics go to staff as drafts, even when grounded"
+    )
 
     @field_validator("handoff_triggers")
     @classmethod
@@ -328,6 +367,14 @@ class AgentDefinition(_Strict):
             raise ValueError("the tag_conversation tool needs categories to choose from")
         if len(self.categories) != len(set(self.categories)):
             raise ValueError("categories must be unique")
+        return self
+
+    @model_validator(mode="after")
+    def _grounding_usable(self) -> AgentDefinition:
+        if self.knowledge_base is not None and "search_kb" not in self.tools:
+            raise ValueError("knowledge_base needs the search_kb tool in tools")
+        if self.review and "send_message" not in self.tools:
+            raise ValueError("review applies to replies: it needs the send_message tool")
         return self
 
     @model_validator(mode="after")

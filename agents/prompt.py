@@ -30,6 +30,15 @@ def system_prompt(agent: AgentDefinition, card: dict[str, object], channel: str)
         + ", or you cannot help with confidence. Do not just say you will pass them on.",
         "- When your turn is done, stop (call finish or answer without tools).",
     ]
+    if agent.knowledge_base is not None:
+        lines += [
+            "- Answer questions from search_kb passages only, and pass the article_id of each "
+            "article you used in send_message's cite. An answer that cites nothing, or rests "
+            "on a weak match, is held for staff to review instead of being sent.",
+        ]
+    if agent.facts:
+        lines += ["", "Facts you may state (prices and plans only from here or search_kb):"]
+        lines += [f"- {fact}" for fact in agent.facts]
     if agent.questions:
         lines += [
             "",

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from agents.definition import AgentDefinition
+from agents.embeddings import Semantic
 from agents.guardrails import OutputPolicy
 from agents.messages import Usage
 from bot.core.hours import BusinessHours
@@ -85,6 +86,23 @@ class RunState:
     def take_unwritten(self) -> list[Entry]:
         entries, self.unwritten = self.unwritten, []
         return entries
+
+    question: str = ""
+    """What the contact wrote that this run answers (the pending messages' text)."""
+    retrieved: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Knowledge-base articles search_kb returned in this run, by id: the best passage of
+    each, as the model saw it. Only these may be cited, and only they ground amounts."""
+
+    system_prompt: str = ""
+    """What the model was told; a reply repeating a long span of it is blocked."""
+    semantic: Semantic | None = None
+    """KB_EMBEDDINGS: the process's semantic search, fused into search_kb's ranking."""
+    passages: list[str] = field(default_factory=list)
+    """Every passage search_kb returned in this run, with its heading trail."""
+
+    def grounds(self) -> str:
+        """What this run may state as fact: the agent's `facts` and the passages it found."""
+        return "\n".join([*self.agent.facts, *self.passages])
 
     task: dict[str, Any] | None = None
     """A proactive run's reason to exist: the trigger's instruction and offline message."""

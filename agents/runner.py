@@ -123,6 +123,7 @@ class AgentRunner:
                 if agent.name != sticky:
                     run.remember_agent = agent.name
                 text = "\n".join(m.text for m in pending)
+                run.question = text
                 prepared: LoopInput | RunError | None = None
                 if (
                     not run.resumed_with_reply
@@ -288,9 +289,10 @@ class AgentRunner:
             channel=channel,
             trigger=trigger,
             started_by=started_by,
-            policy=OutputPolicy(agent.forbidden),
+            policy=OutputPolicy(agent.forbidden, self.settings.secrets()),
             dry_run=dry_run,
             hours=self.hours,
+            semantic=self.providers.semantic() if "search_kb" in agent.tools else None,
         )
         if resumed:
             await self._restore(session, run, model)
@@ -439,16 +441,19 @@ class AgentRunner:
             "answers": dict(contact.custom_fields or {}),
             "tools": list(run.agent.tools),
         }
+        if run.agent.knowledge_base is not None:
+            hints["grounded"] = {"min_confidence": run.agent.knowledge_base.min_confidence}
         if run.task is not None:
             message = run.task.get("message")
             hints["task"] = {
                 "instruction": run.task.get("instruction") or "",
                 "message": render_message(str(message), contact) if message else None,
             }
+        run.system_prompt = system_prompt(run.agent, card, run.channel)
         return LoopInput(
             provider=provider,
             model=model,
-            system=system_prompt(run.agent, card, run.channel),
+            system=run.system_prompt,
             messages=history_messages(history, extra_user_text),
             price=self.providers.price(model),
             hints=hints,

@@ -5,6 +5,8 @@ made by the project's migrations, then asks each question of `questions.yaml` an
 
 - recall@1 and recall@3: the share of questions whose labelled article is the first hit, or
   among the first three hits (hits are passages; an article counts once it has one);
+- the share of answers the support agent sends, drafts for staff or hands off, on those
+  questions and on questions the sample cannot answer (`bench.kb_answers`);
 - p50 and p99 of one search (`bot.store.kb.search`, limit 3, in its own read session) over
   every question, on the sample (about 70 chunks) and on the sample copied `--copies` times
   (default 50, `--quick` 10), where recall means nothing but latency shows how it scales
@@ -34,6 +36,7 @@ from sqlalchemy import text
 from agents.definition import TEMPLATES_DIR
 from agents.kb import article_files, import_paths, read_article
 from bench.concurrency import backend_of, scratch_database
+from bench.kb_answers import OUTCOMES, answer_all, outside_questions
 from bench.results_io import Collector, Record, write_results
 from bot.store import kb
 from bot.store.db import Database
@@ -113,6 +116,28 @@ async def evaluate(db: Database, questions: list[Question], base: str = KB_BASE)
     return result
 
 
+async def measure_answers(url: str, db: Database, questions: list[Question], out: Results) -> None:
+    """The support agent's outcomes (bench.kb_answers) on answerable and outside questions."""
+    async with db.reading() as session:
+        articles = await kb.list_articles(session)
+    titles = {a.path.removeprefix(KB_BASE + "/"): a.title for a in articles}
+    answerable = await answer_all(url, [(q.text, q.article) for q in questions], titles, "labelled")
+    outside = await answer_all(
+        url, [(q, None) for q in outside_questions(QUESTIONS)], titles, "outside"
+    )
+    for case, shares in (
+        (f"answerable questions ({answerable.asked})", answerable),
+        (f"outside the kb ({outside.asked})", outside),
+    ):
+        for outcome in OUTCOMES:
+            target = "0" if (shares is outside and outcome == "sent") else None
+            out.add(case, f"share_{outcome}", shares.share(outcome), "", target)
+    cited = answerable.cited_right / answerable.asked if answerable.asked else math.nan
+    out.add(
+        f"answerable questions ({answerable.asked})", "share_sent_citing_label", cited, "", None
+    )
+
+
 async def latencies(db: Database, questions: list[Question], rounds: int) -> list[float]:
     measured = []
     for _ in range(rounds):
@@ -167,6 +192,7 @@ async def measure(url: str, args: argparse.Namespace, out: Results) -> None:
         out.add(case, "recall_at_3", evaluation.recall_at_3, "", RECALL_3_TARGET)
         for text, expected, found in evaluation.misses:
             print(f"    missed: {text!r}: expected {expected}, found {found}")
+        await measure_answers(url, db, questions, out)
         rounds = QUICK_ROUNDS if args.quick else ROUNDS
         out.add_latency(case, await latencies(db, questions, rounds), LATENCY_TARGET)
         copies = args.copies if args.copies is not None else (10 if args.quick else 50)

@@ -12,6 +12,7 @@ A tick, in order:
    if it is within `SCHEDULER_MISFIRE_GRACE_SECONDS`; older ones are recorded as missed.
 3. Firings whose worker died are taken over and finished.
 4. Due wake-ups run (`scheduler.wakeups`).
+5. Meeting reminders that are due are queued (`scheduler.reminders`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -40,6 +42,7 @@ from bot.store.models import Job, JobFiring
 from bot.store.types import utcnow
 from scheduler.clock import aps_trigger, latest_slot, next_after, trigger_hash
 from scheduler.firing import run_firing
+from scheduler.reminders import MeetingReminders
 from scheduler.wakeups import WakeupWorker
 
 log = logging.getLogger("scheduler")
@@ -54,6 +57,7 @@ class TickReport:
     fired: list[tuple[str, datetime]] = field(default_factory=list)
     missed: list[tuple[str, datetime]] = field(default_factory=list)
     wakeups: int = 0
+    reminders: int = 0
 
 
 class Scheduler:
@@ -83,6 +87,13 @@ class Scheduler:
             lease_seconds=settings.lease_seconds,
             clock=clock,
         )
+        self.reminders = MeetingReminders(
+            db,
+            audit,
+            before=settings.meeting_reminder,
+            team_zone=ZoneInfo(settings.business_timezone),
+            clock=clock,
+        )
         self._ticking = asyncio.Lock()
         self._registered: dict[str, str] = {}
 
@@ -94,6 +105,7 @@ class Scheduler:
             await self._fire_due(report)
             await self._finish_lapsed()
             report.wakeups = await self.wakeups.run_due()
+            report.reminders = await self.reminders.queue_due()
             return report
 
     async def sync_jobs(self) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.store.db import Database
 from tests.support.harness import Harness
+from tests.support.pg_reset import Snapshot
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -105,9 +106,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str | None]:
     """A database of this test process's own on the PostgreSQL server, dropped at the end,
-    and a migrated template it is recreated from before each test.
+    and a migrated template it is recreated from when a test changed its schema.
 
-    Several pytest processes (a developer's, CI's) may share one server; each gets its own.
+    Several pytest processes (a developer's, CI's, xdist's workers) may share one server;
+    each gets its own, named by its process id.
     """
     if PG_URL is None:
         yield None
@@ -119,13 +121,25 @@ def postgres_url() -> Iterator[str | None]:
         asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
     asyncio.run(_admin(base, f'CREATE DATABASE "{template}"'))
     _migrate(base.set(database=template).render_as_string(hide_password=False))
+    asyncio.run(_admin(base, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     yield base.set(database=name).render_as_string(hide_password=False)
     for database in (name, template):
         asyncio.run(_admin(base, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 
-async def _fresh_postgres(url: str) -> None:
-    """Recreate the test's database from the migrated template (a file copy on the server)."""
+@pytest.fixture(scope="session")
+def postgres_snapshot(postgres_url: str | None) -> Snapshot | None:
+    """The migrated state of this process's database, read once, so that a test whose schema
+    is untouched gets it back in place instead of a new copy of the template."""
+    return None if postgres_url is None else asyncio.run(Snapshot.take(postgres_url))
+
+
+async def _fresh_postgres(url: str, snapshot: Snapshot | None = None) -> None:
+    """Give the test's database the migrated template's schema and contents: reset in place
+    to `snapshot` when the last test left the schema as it was, else (or without a snapshot)
+    a new copy of the template."""
+    if snapshot is not None and await snapshot.restore(url):
+        return
     target = make_url(url)
     name = target.database
     base = target.set(database=make_url(PG_URL).database) if PG_URL else target
@@ -139,6 +153,7 @@ async def database_url(
     tmp_path: Path,
     sqlite_template: Path,
     postgres_url: str | None,
+    postgres_snapshot: Snapshot | None,
 ) -> str:
     """A migrated, empty database for this test."""
     if request.param == "sqlite":
@@ -146,7 +161,7 @@ async def database_url(
         shutil.copyfile(sqlite_template, path)
         return f"sqlite+aiosqlite:///{path}"
     assert postgres_url is not None
-    await _fresh_postgres(postgres_url)
+    await _fresh_postgres(postgres_url, postgres_snapshot)
     return postgres_url
 
 

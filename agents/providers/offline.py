@@ -5,9 +5,11 @@ the agent's qualifying questions in turn, records each answer with `record_answe
 the questions are done follows the rubric's decision that the tool reports: a qualified lead is
 offered the free meeting times and booked at the one they name as written; a lead for nurture
 is thanked; otherwise (or when it has nothing scripted to say) it hands off. It says plainly
-that it is offline when asked what it is. A proactive run sends the trigger's written
-`message` (names filled in) and nothing else. It speaks through the same tool calls and
-loop as a real model, so everything around it (policy, audit, outbox) is exercised for real.
+that it is offline when asked what it is. An agent grounded in the knowledge base answers
+extractively: it searches, and sends the best passage as written, citing its article. A
+proactive run sends the trigger's written `message` (names filled in) and nothing else. It
+speaks through the same tool calls and loop as a real model, so everything around it (policy,
+audit, outbox) is exercised for real.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class OfflineProvider(Provider):
             return _proactive(task, tools)
         if IDENTITY_QUESTION.search(text):
             return ModelTurn(text=IDENTITY_ANSWER, stop_reason="end_turn")
+        if "grounded" in request.agent_hints and "search_kb" in tools and len(text.strip()) > 1:
+            return _call("search_kb", {"query": text.strip()[:500]})
         return self._qualify(request, text, tools)
 
     def _qualify(self, request: ModelRequest, text: str, tools: set[str]) -> ModelTurn:
@@ -102,6 +106,8 @@ class OfflineProvider(Provider):
             return self._after_answer(request, data, tools)
         if result.name == "find_meeting_times":
             return self._pick_time(request, data)
+        if result.name == "search_kb":
+            return _extract(data, tools)
         if result.name == "schedule_meeting" and "send_message" in tools:
             when = _label_of(request.messages, str(data.get("starts_at")))
             return _say(BOOKED_TEXT.format(time=when))
@@ -142,6 +148,17 @@ class OfflineProvider(Provider):
             else "the offline assistant has no scripted answer for this"
         )
         return _call("handoff_to_human", {"reason": reason, "summary": summary[:2000]})
+
+
+def _extract(found: dict[str, Any], tools: set[str]) -> ModelTurn:
+    """An extractive answer: the best passage as written, citing its article. Whether it is
+    grounded enough to send is decided by the code around send_message, not here."""
+    hits = found.get("hits") or []
+    if not hits or "send_message" not in tools:
+        reason = "nothing in the knowledge base answers this"
+        return _call("handoff_to_human", {"reason": reason, "summary": reason})
+    best = hits[0]
+    return _call("send_message", {"text": str(best["passage"]), "cite": [best["article_id"]]})
 
 
 def _proactive(task: dict[str, Any], tools: set[str]) -> ModelTurn:

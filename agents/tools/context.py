@@ -10,9 +10,12 @@ from typing import Any
 
 from agents.run_state import RunState
 from agents.tools.base import ToolRefused
+from bot.desk.drafts import post_draft
 from bot.desk.staff import notify_staff
 from bot.store.audit import AuditLog
 from bot.store.db import Tx
+from bot.store.drafts import add_draft
+from bot.store.models import Draft
 from bot.store.scope import ConversationScope
 
 
@@ -46,3 +49,41 @@ class ToolContext:
             text=text,
             meta=meta,
         )
+
+    async def draft_for_staff(
+        self,
+        *,
+        key: str,
+        text: str,
+        reason: str,
+        citations: list[dict[str, Any]],
+        confidence: float | None,
+    ) -> Draft:
+        """Keep a reply the code would not send as a draft, and show it to staff (once)."""
+        run = self.run
+        draft, created = await add_draft(
+            self._session,
+            key=key,
+            kind="reply",
+            agent=run.agent.name,
+            run_id=run.run_id,
+            contact_id=run.contact_id,
+            conversation_id=run.conversation_id,
+            channel=run.channel,
+            question=run.question,
+            text=text,
+            reason=reason,
+            citations=citations,
+            confidence=confidence,
+        )
+        if created:
+            await post_draft(self._session, draft)
+            await self.audit.append(
+                self._session,
+                "draft_created",
+                {"draft": draft.id, "reason": reason, "confidence": confidence, "text": text},
+                actor=run.actor,
+                run_id=run.run_id,
+                conversation_id=run.conversation_id,
+            )
+        return draft

@@ -1,29 +1,21 @@
-"""Pipeline and calendar: move a deal, book a meeting. Destructive moves wait for staff.
+"""The pipeline: move a deal. Destructive moves wait for staff.
 
-A meeting is booked only on free slots of its owner's working hours (`agents.tools.meetings`),
-and two conversations cannot book the same slot: the store's unique index decides the race.
+Meetings are booked by `schedule_meeting`, in `agents.tools.meetings`.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from agents.tools.base import ToolArgs, ToolOutcome, ToolRefused, tool
 from agents.tools.context import ToolContext
-from agents.tools.meetings import JUST_TAKEN, check_slot, meeting_owner
 from bot.store.models import Deal
-from bot.store.types import utcnow
 
 Stage = Literal["new", "qualified", "meeting_booked", "proposal", "negotiation", "won", "lost"]
 NEEDS_CONFIRMATION: frozenset[str] = frozenset({"won", "lost"})
 """Stages that close a deal: an agent may only propose them; staff confirm."""
-MAX_DAYS_AHEAD = 90
-log = logging.getLogger("agents.tools")
 
 
 class UpdateDealStageArgs(ToolArgs):
@@ -76,65 +68,3 @@ async def update_deal_stage(ctx: ToolContext, args: UpdateDealStageArgs) -> Tool
         deal = await ctx.scope.start_deal()
     previous = await ctx.scope.move_stage(deal, args.stage)
     return ToolOutcome({"deal_id": deal.id, "from": previous, "to": args.stage})
-
-
-class ScheduleMeetingArgs(ToolArgs):
-    starts_at: AwareDatetime = Field(
-        description="ISO 8601 with time zone, e.g. 2026-05-04T15:00+02:00"
-    )
-    contact_quote: str = Field(
-        min_length=3,
-        max_length=300,
-        description="The contact's own words, copied exactly, proposing or accepting this time",
-    )
-    duration_minutes: int = Field(30, ge=15, le=120)
-    topic: str = Field("Intro call", max_length=200)
-
-
-def _normalize(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
-async def _contact_said(ctx: ToolContext, quote: str) -> bool:
-    wanted = _normalize(quote)
-    return any(wanted in _normalize(text) for text in await ctx.scope.contact_texts())
-
-
-def _check_time(starts_at: datetime) -> None:
-    now = utcnow()
-    if starts_at <= now:
-        raise ToolRefused("invalid_time", "starts_at is in the past")
-    if starts_at > now + timedelta(days=MAX_DAYS_AHEAD):
-        raise ToolRefused("invalid_time", f"starts_at is more than {MAX_DAYS_AHEAD} days ahead")
-
-
-@tool(mutates=True)
-async def schedule_meeting(ctx: ToolContext, args: ScheduleMeetingArgs) -> ToolOutcome:
-    """Book a meeting with the contact at a free time (from find_meeting_times) that THEY
-    proposed or accepted. Quote their words exactly in contact_quote; a time the contact never
-    agreed to, or one that is not free, is refused."""
-    _check_time(args.starts_at)
-    if not await _contact_said(ctx, args.contact_quote):
-        raise ToolRefused(
-            "not_agreed",
-            "contact_quote is not in anything the contact wrote; ask them for a time first.",
-        )
-    deal = await ctx.scope.open_deal()
-    owner = await meeting_owner(ctx, deal)
-    await check_slot(ctx, owner, args.starts_at, args.duration_minutes)
-    if ctx.run.dry_run:
-        return ToolOutcome({"would_book": args.starts_at.isoformat(), "owner": owner})
-    meeting = await ctx.scope.book_slot(
-        deal,
-        starts_at=args.starts_at,
-        duration_minutes=args.duration_minutes,
-        topic=args.topic,
-        run_id=ctx.run.run_id,
-        owner=owner,
-    )
-    if meeting is None:  # another conversation's booking of this slot committed first
-        log.info("run %s: slot %s of %s was just taken", ctx.run.run_id, args.starts_at, owner)
-        raise ToolRefused("slot_taken", JUST_TAKEN)
-    return ToolOutcome(
-        {"meeting_id": meeting.id, "starts_at": args.starts_at.isoformat(), "owner": owner}
-    )

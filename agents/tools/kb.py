@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from agents.tools.base import ToolArgs, ToolOutcome, ToolRefused, tool
@@ -20,7 +22,7 @@ class SearchKbArgs(ToolArgs):
     limit: int = Field(3, ge=1, le=8, description="How many passages to return")
 
 
-def hit_card(hit: Hit) -> dict[str, object]:
+def hit_card(hit: Hit) -> dict[str, Any]:
     """A hit as the model sees it (and as the run's audit records it)."""
     return {
         "article_id": hit.article_id,
@@ -36,11 +38,19 @@ def hit_card(hit: Hit) -> dict[str, object]:
 async def search_kb(ctx: ToolContext, args: SearchKbArgs) -> ToolOutcome:
     """Search the help articles of the knowledge base. Returns the best passages, best first,
     each with its article id, title, url and a score from 0 to 1 (the share of the question's
-    words the passage contains, rare words counting more). Answer only from these passages,
-    and cite the article you used."""
-    hits = await ctx.scope.search_kb(args.query, args.limit)
+    words the passage contains, rare words counting more; or, with semantic search on, its
+    similarity to the question when that is higher). Answer only from these passages,
+    and cite the article ids you used in send_message's `cite`."""
+    semantic = ctx.run.semantic
+    near = await semantic.near(args.query) if semantic is not None else None
+    hits = await ctx.scope.search_kb(args.query, args.limit, near)
     if not hits:
         return ToolOutcome({"hits": [], "note": NOTHING_FOUND})
+    for hit in hits:  # what a reply may cite and state: see send_message's grounding
+        ctx.run.passages.append(f"{hit.heading}\n{hit.passage}")
+        known = ctx.run.retrieved.get(hit.article_id)
+        if known is None or hit.score > known["score"]:
+            ctx.run.retrieved[hit.article_id] = hit_card(hit)
     return ToolOutcome({"hits": [hit_card(h) for h in hits]})
 
 

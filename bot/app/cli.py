@@ -13,10 +13,14 @@ from agents.definition import TEMPLATES_DIR
 from bot.app.audit_view import render_run
 from bot.app.cli_common import _run, _settings, _with_db
 from bot.app.cli_deadletters import deadletters_cli
+from bot.app.cli_drafts import drafts_cli
 from bot.app.cli_events import event_command
 from bot.app.cli_import import import_cli
 from bot.app.cli_jobs import jobs_cli
 from bot.app.cli_kb import kb_cli
+from bot.app.cli_meetings import meetings_cli
+from bot.app.cli_redteam import redteam_command
+from bot.app.cli_research import research_command
 from bot.app.cli_staff import staff_cli
 from bot.app.wiring import App, serve
 from bot.core.errors import CrmbotError
@@ -38,6 +42,8 @@ cli.add_typer(staff_cli, name="staff")
 cli.add_typer(import_cli, name="import")
 cli.add_typer(jobs_cli, name="jobs")
 cli.add_typer(kb_cli, name="kb")
+cli.add_typer(meetings_cli, name="meetings")
+cli.add_typer(drafts_cli, name="drafts")
 
 
 @cli.command()
@@ -273,6 +279,8 @@ def audit_verify() -> None:
 
 
 cli.command("event")(event_command)
+cli.command("research")(research_command)
+cli.command("redteam")(redteam_command)
 
 
 def main() -> None:

@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 
+from agents.embeddings import Semantic, build_embedder, embed_missing
 from agents.kb import ImportReport, import_paths
 from bot.app.cli_common import _run, _settings, _with_db
 from bot.store import kb
 from bot.store.db import Database
+from bot.store.kb_vectors import hybrid_search
 
 kb_cli = typer.Typer(
     help="The knowledge base: help articles the support agent answers from.",
@@ -56,6 +58,14 @@ def kb_import(
     async def main() -> None:
         async def work(db: Database) -> None:
             _print_report(await import_paths(db, paths))
+            embedder = build_embedder(settings)
+            if embedder is None:
+                return
+            try:
+                embedded = await embed_missing(db, embedder)
+            finally:
+                await embedder.aclose()
+            typer.echo(f"embedded {_chunks(embedded)} with {embedder.name} {embedder.model}")
 
         await _with_db(settings, work)
 
@@ -92,13 +102,21 @@ def kb_search(
     limit: Annotated[int, typer.Option(min=1, max=50, help="How many passages")] = 5,
     full: Annotated[bool, typer.Option(help="Print whole passages")] = False,
 ) -> None:
-    """Search as the support agent does: ranked passages with their scores (0 to 1)."""
+    """Search as the support agent does: ranked passages with their scores (0 to 1), fused
+    with semantic search when KB_EMBEDDINGS is set."""
     settings = _settings("WARNING")
 
     async def main() -> None:
         async def work(db: Database) -> None:
-            async with db.reading() as session:
-                hits = await kb.search(session, query, limit)
+            embedder = build_embedder(settings)
+            semantic = Semantic.of(embedder) if embedder is not None else None
+            try:
+                near = await semantic.near(query) if semantic is not None else None
+                async with db.reading() as session:
+                    hits = await hybrid_search(session, query, limit, near)
+            finally:
+                if embedder is not None:
+                    await embedder.aclose()
             if not hits:
                 typer.echo("no matching passage")
             for n, hit in enumerate(hits, 1):

@@ -8,7 +8,8 @@ import typer
 
 from bot.app.cli_common import _run, _settings, _with_db
 from bot.core.hours import BusinessHours
-from bot.store import staff_members
+from bot.core.settings import Settings
+from bot.store import meetings, staff_members
 from bot.store.availability import set_hours
 from bot.store.db import Database
 from bot.store.models import StaffMember
@@ -19,9 +20,15 @@ staff_cli = typer.Typer(
 
 
 def describe(member: StaffMember) -> str:
-    """One line: the name and where their own messages go."""
+    """One line: the name, where their own messages go, and their invites' address."""
     where = f"telegram {member.telegram_id}" if member.telegram_id else "no Telegram id"
+    if member.email:
+        where += f", {member.email}"
     return f"{member.name} ({where})"
+
+
+def feed_url(settings: Settings, token: str) -> str:
+    return f"{settings.public_base_url}/calendar/{token}.ics"
 
 
 @staff_cli.command("add")
@@ -30,14 +37,20 @@ def staff_add(
     telegram_id: Annotated[
         int | None, typer.Option(help="Their Telegram user id, for their own messages")
     ] = None,
+    email: Annotated[
+        str | None, typer.Option(help="Their address: the organizer of their meetings' invites")
+    ] = None,
 ) -> None:
-    """Add a staff member, or set the Telegram id of one already added."""
+    """Add a staff member, or set the Telegram id or email of one already added."""
     settings = _settings("WARNING")
 
     async def main() -> None:
         async def work(db: Database) -> None:
             async with db.transaction() as session:
                 member, change = await staff_members.add(session, name, telegram_id)
+                if email is not None and email != member.email:
+                    member = await meetings.set_email(session, member.name, email)
+                    change = "updated" if change == "unchanged" else change
             typer.echo(f"{change} {describe(member)}")
 
         await _with_db(settings, work)
@@ -99,6 +112,32 @@ def staff_remove(name: str) -> None:
             async with db.transaction() as session:
                 member = await staff_members.remove(session, name)
             typer.echo(f"removed {member.name}")
+
+        await _with_db(settings, work)
+
+    _run(main)
+
+
+@staff_cli.command("calendar")
+def staff_calendar(
+    name: Annotated[str, typer.Argument(help="The staff member")],
+    rotate: Annotated[
+        bool, typer.Option(help="Issue a new URL; the old one stops working at once")
+    ] = False,
+) -> None:
+    """Print the staff member's private calendar feed URL, to subscribe to in Google,
+    Outlook or Apple Calendar: their meetings and the team's."""
+    settings = _settings("WARNING")
+
+    async def main() -> None:
+        async def work(db: Database) -> None:
+            async with db.transaction() as session:
+                token = await meetings.calendar_token(session, name, rotate=rotate)
+            typer.echo(feed_url(settings, token))
+            if settings.events_port is None:
+                typer.echo(
+                    "note: EVENTS_PORT is not set, so `crmbot run` serves no feed yet", err=True
+                )
 
         await _with_db(settings, work)
 

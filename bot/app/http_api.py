@@ -1,4 +1,5 @@
-"""The HTTP API other systems use: `POST /events`, `POST /contacts`, `GET /healthz`.
+"""The HTTP API other systems use: `POST /events`, `POST /contacts`, `GET /healthz`, and
+the staff members' calendar feeds, `GET /calendar/TOKEN.ics` (`bot.desk.calendar_feed`).
 
 A billing system reports `trial.started`, a web form sends a lead: each is one JSON request
 with `Authorization: Bearer <EVENTS_SECRET>`. Answers are JSON; an error is `{"error": why}`:
@@ -39,6 +40,7 @@ from bot.app.http_bodies import (
 )
 from bot.core.errors import ConfigurationError, NotFoundError
 from bot.core.settings import Settings
+from bot.desk.calendar_feed import feed_for_token
 from bot.store import cursors
 from bot.store.audit import AuditLog
 from bot.store.db import Database, Tx
@@ -130,6 +132,7 @@ class HttpApi:
         app.router.add_post("/events", self.post_event)
         app.router.add_post("/contacts", self.post_contact)
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get(r"/calendar/{token:[A-Za-z0-9_-]{1,100}}.ics", self.calendar)
         return app
 
     async def start(self) -> None:
@@ -243,6 +246,22 @@ class HttpApi:
         await self.audit.append(session, "lead_upserted", payload, actor=SOURCE)
         log.info("lead %s %s over HTTP", contact.id, change)
         return contact.id, change, woke
+
+    async def calendar(self, request: web.Request) -> web.Response:
+        """A staff member's calendar feed; the token in the path is its only credential, so
+        an unknown one is a 404 that is counted like a wrong bearer token."""
+        async with self.db.reading() as session:
+            document = await feed_for_token(session, request.match_info["token"])
+        if document is None:
+            detail = {"remote": request.remote or "", "path": "/calendar/…"}  # not the token
+            await self.refusals.refuse(SOURCE, "unknown calendar token", detail)
+            raise _Answer(404, "no such calendar")
+        return web.Response(
+            body=document,
+            content_type="text/calendar",
+            charset="utf-8",
+            headers={"Cache-Control": "private, max-age=300"},
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         """200 when the database answers a read within a few seconds, else 503."""

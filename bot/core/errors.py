@@ -17,6 +17,10 @@ class ConfigurationError(CrmbotError):
     """A setting, definition or command is wrong; the message names it and says why."""
 
 
+class DatabaseUnavailable(ConfigurationError):
+    """The database cannot be reached or opened (wrong host, server down, bad path)."""
+
+
 class NotFoundError(ConfigurationError):
     """A named thing (agent, contact, run) does not exist."""
 

@@ -8,7 +8,9 @@ names the setting, so a bad value never surfaces as a traceback.
 from __future__ import annotations
 
 import os
+import re
 import socket
+from datetime import timedelta
 from decimal import Decimal
 from email.utils import parseaddr
 from pathlib import Path
@@ -21,6 +23,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bot.core.errors import ConfigurationError
 from bot.core.hours import BusinessHours, QuietHours
 from bot.core.providers import PROVIDERS, ProviderName
+
+_REMINDER_SPAN = re.compile(r"^\s*(\d{1,4})\s*([mhd])\s*$")
 
 
 def _default_worker_id() -> str:
@@ -60,6 +64,16 @@ class Settings(BaseSettings):
     )
     llm_price_output_per_mtok: Decimal | None = Field(
         None, ge=0, description="Override: USD per million output tokens"
+    )
+    kb_embeddings: Literal["none", "openai", "gemini"] = Field(
+        "none",
+        description="Semantic knowledge-base search with this provider's embeddings, fused "
+        "with keyword search; needs the embeddings extra. none: keyword search only",
+    )
+    kb_embedding_model: str | None = Field(
+        None,
+        description="Embedding model; default text-embedding-3-small (openai), "
+        "text-embedding-004 (gemini)",
     )
     default_agent: str = Field("lead-qualifying", description="Agent used when no rule matches")
     run_timeout_seconds: float = Field(120.0, gt=0, description="Wall-clock cap of one agent run")
@@ -143,6 +157,14 @@ class Settings(BaseSettings):
     events_secret: SecretStr | None = Field(
         None, description="Bearer token the events/contacts API requires"
     )
+    public_url: str | None = Field(
+        None,
+        description="Base URL people reach the HTTP API at (calendar feeds); "
+        "unset: http://EVENTS_LISTEN:EVENTS_PORT",
+    )
+    meeting_reminder_before: str = Field(
+        "24h", description="Remind the contact this long before a meeting (30m, 2h, 1d); 'none'"
+    )
 
     imap_host: str | None = Field(None, description="With SMTP_HOST: starts the email channel")
     imap_port: int | None = Field(None, ge=1, le=65535, description="993, or 143 with TLS none")
@@ -171,6 +193,26 @@ class Settings(BaseSettings):
         5, ge=1, le=1000, description="Automatic replies one contact may get per hour"
     )
 
+    research_user_agent: str = Field(
+        "crmbot-research/0.1",
+        min_length=1,
+        max_length=200,
+        description="User-Agent of `crmbot research`, also the name robots.txt rules match",
+    )
+    research_max_bytes: int = Field(
+        1_000_000, ge=1024, le=50_000_000, description="Bytes read of one page or feed"
+    )
+    research_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="Wall-clock cap of one fetch, redirects included"
+    )
+    research_max_redirects: int = Field(5, ge=0, le=20, description="Redirects one fetch follows")
+    research_concurrency: int = Field(
+        4, ge=1, le=64, description="Prospects researched at once by `crmbot research`"
+    )
+    research_allow_private: bool = Field(
+        False, description="Also fetch hosts on loopback and private networks (intranet, tests)"
+    )
+
     @field_validator("telegram_admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
@@ -179,6 +221,20 @@ class Settings(BaseSettings):
         if isinstance(value, int):
             return [value]
         return value
+
+    @field_validator("meeting_reminder_before")
+    @classmethod
+    def _reminder_span(cls, value: str) -> str:
+        if value.strip().lower() != "none" and _REMINDER_SPAN.match(value) is None:
+            raise ValueError(f"{value!r} is not like 30m, 2h or 1d, or none")
+        return value.strip().lower()
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must start with http:// or https://")
+        return value.rstrip("/") if value else value
 
     @field_validator("business_timezone")
     @classmethod
@@ -243,6 +299,23 @@ class Settings(BaseSettings):
             self.imap_port = 993 if self.imap_tls == "implicit" else 143
         if self.smtp_port is None:
             self.smtp_port = {"implicit": 465, "starttls": 587, "none": 25}[self.smtp_tls]
+
+    @property
+    def meeting_reminder(self) -> timedelta | None:
+        """How long before a meeting its reminder goes; None: no reminders."""
+        found = _REMINDER_SPAN.match(self.meeting_reminder_before)
+        if found is None:
+            return None
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[found.group(2)]
+        return timedelta(**{unit: int(found.group(1))})
+
+    @property
+    def public_base_url(self) -> str:
+        """Where people reach the HTTP API: PUBLIC_URL, else the address it listens on."""
+        if self.public_url:
+            return self.public_url
+        port = f":{self.events_port}" if self.events_port else ""
+        return f"http://{self.events_listen}{port}"
 
     @property
     def email_enabled(self) -> bool:

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypeAlias
 
+from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from bot.core.errors import DatabaseUnavailable
 from bot.store.engine import READ_ONLY, create_engine, is_sqlite, session_factory
 from bot.store.migrate import upgrade_database
 
@@ -60,7 +62,15 @@ class Database:
         return is_sqlite(self.url)
 
     async def migrate(self) -> None:
-        await upgrade_database(self.engine)
+        """Bring the schema up to date; `DatabaseUnavailable`, in one line with the password
+        hidden, when the database cannot be reached at all."""
+        try:
+            await upgrade_database(self.engine)
+        except (OSError, OperationalError, InterfaceError) as error:
+            where = make_url(self.url).render_as_string(hide_password=True)
+            cause = error.orig if isinstance(error, DBAPIError) and error.orig else error
+            reason = " ".join(str(cause).split())[:300] or type(cause).__name__
+            raise DatabaseUnavailable(f"cannot open the database {where}: {reason}") from None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -189,19 +190,38 @@ class Meeting(Base):
     run_id: Mapped[str | None] = mapped_column(String(32))
     owner: Mapped[str | None] = mapped_column(String(200))
     """Whose calendar it is on: the deal's or contact's owner, else the team."""
+    uid: Mapped[str] = mapped_column(String(255), default=lambda: f"{new_id()}@crmbot")
+    """The iCalendar UID: the same in every invite, update and cancellation of the meeting."""
+    sequence: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    """The iCalendar SEQUENCE: 0 when booked, one more at every move and at the cancellation."""
+    reminded_sequence: Mapped[int | None] = mapped_column()
+    """The `sequence` the contact's reminder was queued for; None: no reminder yet."""
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    """When it was booked, moved or cancelled."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    # One booked meeting per owner and start: two conversations racing for the same slot
-    # cannot both win, whatever each of them read beforehand.
+    # Double booking is prevented by `MeetingSlot` rows, not by an index here: an index on
+    # (owner, start) lets two overlapping meetings with different starts both in.
     __table_args__ = (
-        Index(
-            "uq_meetings_owner_slot",
-            "owner",
-            "starts_at",
-            unique=True,
-            sqlite_where=text("status = 'booked'"),
-            postgresql_where=text("status = 'booked'"),
-        ),
+        Index("uq_meetings_uid", "uid", unique=True),
+        Index("ix_meetings_owner_starts", "owner", "starts_at"),
+        Index("ix_meetings_status_starts", "status", "starts_at"),
+    )
+
+
+class MeetingSlot(Base):
+    """A quarter hour a booked meeting takes from its owner's calendar, one row each.
+
+    Written in the booking's transaction, deleted when the meeting is cancelled and rewritten
+    when it moves: two meetings that overlap anywhere share a row's key, so of two
+    transactions racing to book them the second fails on the primary key, on any database.
+    """
+
+    __tablename__ = "meeting_slots"
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    slot_start: Mapped[datetime] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(
+        ForeignKey("meetings.id", ondelete="CASCADE"), index=True
     )
 
 
@@ -423,7 +443,63 @@ class StaffPost(Base):
     confirmation_id: Mapped[int | None] = mapped_column(
         ForeignKey("pending_confirmations.id", ondelete="SET NULL")
     )
+    draft_id: Mapped[int | None] = mapped_column(ForeignKey("drafts.id", ondelete="SET NULL"))
+    """The draft this post shows staff: a reply to the post is the draft's edited text."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class KbEmbedding(Base):
+    """A knowledge-base passage's embedding under one model (semantic search, optional)."""
+
+    __tablename__ = "kb_embeddings"
+    chunk_id: Mapped[int] = mapped_column(
+        ForeignKey("kb_chunks.id", ondelete="CASCADE"), primary_key=True
+    )
+    model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    """float32, little-endian, normalised to length 1."""
+
+
+class Draft(Base):
+    """Words an agent wrote that wait for a person: a support answer the code would not send
+    on its own (no citation, too little confidence, pricing or contract review), or an
+    outbound opener. Nothing in a draft reaches the contact until staff approve or edit it."""
+
+    __tablename__ = "drafts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    """Idempotency key: the same run, or the same research row, drafts once."""
+    kind: Mapped[str] = mapped_column(String(20))
+    """reply (an answer to a customer's question) | outreach (a first message to a prospect)"""
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    """pending | approved | edited | rejected; approved and edited drafts were sent."""
+    agent: Mapped[str] = mapped_column(String(63))
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL")
+    )
+    channel: Mapped[str] = mapped_column(String(20))
+    question: Mapped[str] = mapped_column(Text, default="")
+    """What the customer asked (a reply), or what the opener was built from (outreach)."""
+    text: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(String(300))
+    reason: Mapped[str] = mapped_column(String(200))
+    citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    """The knowledge-base passages the draft rests on: article id, title, url, score."""
+    sources: Mapped[list[str]] = mapped_column(default=list)
+    """Outreach: the URLs the opener was grounded in."""
+    confidence: Mapped[float | None] = mapped_column(Float)
+    final_text: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column()
+    article_id: Mapped[int | None] = mapped_column(
+        ForeignKey("kb_articles.id", ondelete="SET NULL")
+    )
+    """The article an edited answer was saved as ("Save to knowledge base")."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_drafts_status", "status", "kind"),)
 
 
 class RawEmail(Base):
@@ -514,6 +590,10 @@ class StaffMember(Base):
     """Where their own messages go (stale-deal lists); unset: the staff group."""
     hours: Mapped[str | None] = mapped_column(String(200))
     """Their working hours in BUSINESS_HOURS format; unset: BUSINESS_HOURS."""
+    email: Mapped[str | None] = mapped_column(String(320))
+    """The organizer address of their meetings' invites; unset: EMAIL_FROM."""
+    calendar_token: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """The secret in their calendar feed's URL (`GET /calendar/TOKEN.ics`); None: no feed."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

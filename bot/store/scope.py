@@ -18,6 +18,8 @@ from bot.store import availability, deals, kb, outbox, scores
 from bot.store.audit import AuditLog
 from bot.store.contacts import address_on, get_contact
 from bot.store.inbox import recent_messages
+from bot.store.kb_vectors import VectorIndex, hybrid_search
+from bot.store.meetings import ContactMeetings
 from bot.store.models import (
     Contact,
     Conversation,
@@ -36,6 +38,13 @@ class ConversationScope:
 
     async def contact(self) -> Contact:
         return await get_contact(self._session, self.contact_id)
+
+    @property
+    def meetings(self) -> ContactMeetings:
+        """This contact's meetings: the upcoming one, booking, moving, their invites."""
+        return ContactMeetings(
+            self._session, contact_id=self.contact_id, conversation_id=self.conversation_id
+        )
 
     async def address(self, channel: str) -> str | None:
         """The contact's address on `channel`, or None when they have none there."""
@@ -153,9 +162,16 @@ class ConversationScope:
         )
         return item.id
 
-    async def search_kb(self, query: str, limit: int) -> list[kb.Hit]:
-        """The knowledge base's best passages for `query` (the same for every contact)."""
-        return await kb.search(self._session, query, limit)
+    async def search_kb(
+        self,
+        query: str,
+        limit: int,
+        near: tuple[VectorIndex, Sequence[float]] | None = None,
+    ) -> list[kb.Hit]:
+        """The knowledge base's best passages for `query` (the same for every contact); with
+        `near` (the process's vectors and the question's embedding), keyword and semantic
+        rankings fused."""
+        return await hybrid_search(self._session, query, limit, near)
 
     async def set_category(
         self, category: str, audit: AuditLog, *, actor: str, run_id: str | None = None

@@ -29,15 +29,22 @@ async def forget_topic(session: Tx, contact_id: int) -> None:
 
 
 async def remember_post(
-    session: Tx, chat_id: int, message_id: int, contact_id: int, confirmation_id: int | None
+    session: Tx,
+    chat_id: int,
+    message_id: int,
+    contact_id: int,
+    confirmation_id: int | None,
+    draft_id: int | None = None,
 ) -> None:
-    """Remember that our message `message_id` in `chat_id` is about the contact."""
+    """Remember that our message `message_id` in `chat_id` is about the contact (and the
+    confirmation or draft it shows)."""
     await session.merge(
         StaffPost(
             chat_id=chat_id,
             message_id=message_id,
             contact_id=contact_id,
             confirmation_id=confirmation_id,
+            draft_id=draft_id,
         )
     )
 

@@ -4,6 +4,11 @@ The Message-ID is derived from the outbox item alone (`<outbox-ID-HASH@our-domai
 retry after a crash carries the same id and mail clients and servers see one message. A reply
 goes into the thread of the contact's latest email: `In-Reply-To` its Message-ID,
 `References` its references plus it, and its subject with one `Re:`.
+
+A meeting invite (an item whose meta carries one, `bot.core.ics`) is sent the way calendar
+services send theirs: the text and HTML alternatives plus a `text/calendar; method=REQUEST`
+(or `CANCEL`) alternative, which mail clients show as an invitation with its buttons, and the
+same document attached as `invite.ics` for clients that only offer attachments.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
+from bot.core import ics
 from bot.store.conversations import find_conversation
 from bot.store.db import Tx
 from bot.store.inbox import latest_inbound
@@ -110,10 +116,19 @@ def text_to_html(text: str) -> str:
 def compose(item: OutboxItem, thread: Thread, sender: Sender, *, automatic: bool) -> EmailMessage:
     """The MIME message for `item`; `automatic` marks agent and system mail (RFC 3834)."""
     message = EmailMessage()
-    message["From"] = Address(display_name=sender.name, addr_spec=sender.address)
-    message["To"] = Address(display_name=thread.to_name, addr_spec=item.recipient)
+    meta = item.meta or {}
+    # A message may name its own sender and addressee (an approved outreach draft goes out
+    # under its deal owner's name) and, when it starts a thread, its own subject.
+    from_name = str(meta.get("from_name") or "") or sender.name
+    message["From"] = Address(display_name=from_name, addr_spec=sender.address)
+    to_name = thread.to_name or str(meta.get("to_name") or "")
+    message["To"] = Address(display_name=to_name, addr_spec=item.recipient)
     fallback = f"A message from {sender.name or sender.domain}"
-    message["Subject"] = reply_subject(thread.subject, fallback)
+    first_subject = " ".join(str(meta.get("subject") or "").split())
+    if first_subject and not thread.is_reply:
+        message["Subject"] = first_subject
+    else:
+        message["Subject"] = reply_subject(thread.subject, fallback)
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = message_id_for(item, sender.domain)
     if thread.in_reply_to:
@@ -128,4 +143,25 @@ def compose(item: OutboxItem, thread: Thread, sender: Sender, *, automatic: bool
         message["X-Auto-Response-Suppress"] = "All"  # asks Exchange not to answer with an OOF
     message.set_content(item.text)
     message.add_alternative(text_to_html(item.text), subtype="html")
+    invite = ics.read_invite_meta(item.meta)
+    if invite is not None:
+        add_invite(message, *invite, organizer=sender.address)
     return message
+
+
+def add_invite(
+    message: EmailMessage, event: ics.MeetingEvent, method: ics.Method, *, organizer: str
+) -> None:
+    """Add the meeting's iCalendar document to a text-and-HTML message; `organizer` is the
+    address an organizer without one of their own writes from (ours)."""
+    document = ics.invite(event, method, fallback_organizer=organizer)
+    # As bytes, so the document keeps its CRLF line ends exactly (RFC 5545) inside base64.
+    message.add_alternative(
+        document,
+        maintype="text",
+        subtype="calendar",
+        params={"method": method, "charset": "utf-8"},
+    )
+    message.add_attachment(
+        document, maintype="application", subtype="ics", filename=ics.filename(method)
+    )

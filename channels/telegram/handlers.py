@@ -25,6 +25,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler, Cont
 from telegram.ext import MessageHandler as TgMessageHandler
 
 from bot.core.safe_text import visible, visible_line
+from bot.desk.drafts import DraftNotSent, decide_draft, edit_draft, save_to_kb
 from bot.desk.staff import (
     StaffMember,
     add_note,
@@ -34,6 +35,7 @@ from bot.desk.staff import (
 )
 from bot.store import outbox
 from bot.store.db import Tx
+from bot.store.drafts import draft_of_post
 from bot.store.handled import first_time
 from bot.store.models import Contact
 from bot.store.staff_topics import contact_of_staff_message
@@ -51,6 +53,11 @@ TOPIC_COMMANDS = [
     BotCommand("close", "Staff topic: close the conversation"),
 ]
 _CONFIRM = re.compile(r"^confirm:(\d+):(approve|reject)$")
+_DRAFT = re.compile(r"^draft:(\d+):(approve|edit|reject|save)$")
+HOW_TO_EDIT = (
+    "Reply to the draft's message with your corrected text: it is sent to the customer "
+    "instead of the draft."
+)
 ONLY_ADMINS = "Sorry, only admins can use this command."
 EDITS_NOT_PASSED_ON = (
     "Edits are not passed on: the customer already has the first version. "
@@ -141,6 +148,7 @@ class TelegramHandlers:
             CommandHandler(list(self.admins.names()), self.on_admin, filters=places)
         )
         application.add_handler(CallbackQueryHandler(self.on_button, pattern=_CONFIRM))
+        application.add_handler(CallbackQueryHandler(self.on_draft_button, pattern=_DRAFT))
         application.add_handler(
             TgMessageHandler(
                 filters.Chat(self.staff_chat_id) & ~filters.StatusUpdate.ALL & ~filters.VIA_BOT,
@@ -246,12 +254,16 @@ class TelegramHandlers:
             await self._answer(origin, _saying(EDITS_NOT_PASSED_ON))
             return
         staff, contact_id = StaffMember(f"telegram:{user.id}", user.full_name), contact.id
-        await self._answer(
-            origin,
-            lambda session: self._staff_action(
-                session, contact_id, text, command, staff, message.message_id
-            ),
-        )
+        reply_to = message.reply_to_message.message_id if message.reply_to_message else None
+        try:
+            await self._answer(
+                origin,
+                lambda session: self._staff_action(
+                    session, contact_id, text, command, staff, message.message_id, reply_to
+                ),
+            )
+        except DraftNotSent as error:
+            await self._answer(origin, _saying(f"Not sent: {error}."))
 
     async def _staff_action(
         self,
@@ -261,9 +273,20 @@ class TelegramHandlers:
         command: Command | None,
         staff: StaffMember,
         message_id: int,
+        reply_to: int | None = None,
     ) -> str | None:
-        """Carry out a staff message in the caller's transaction; returns the reply, if any."""
+        """Carry out a staff message in the caller's transaction; returns the reply, if any.
+
+        A reply to a draft's card is the draft's corrected text (Edit)."""
         audit = self.app.audit
+        draft = (
+            await draft_of_post(session, self.staff_chat_id, reply_to)
+            if reply_to is not None and command is None
+            else None
+        )
+        if draft is not None and draft.contact_id == contact_id:
+            result = await edit_draft(session, audit, draft_id=draft.id, text=text, staff=staff)
+            return None if result == "edited" else f"Not sent: {result}."
         if command is None:
             key = f"staff:{self.staff_chat_id}:{message_id}"
             status = await reply_to_customer(
@@ -338,6 +361,49 @@ class TelegramHandlers:
             text = getattr(query.message, "text", "") or ""
             who = visible_line(user.full_name)
             await query.edit_message_text(f"{text}\n\n{result.capitalize()} by {who}.")
+
+    # Draft buttons
+
+    async def on_draft_button(self, update: Update, context: Context) -> None:
+        """Approve, reject or save a draft once; Edit only says how to edit (by replying)."""
+        query, user = update.callback_query, update.effective_user
+        if query is None or user is None or query.data is None:
+            return
+        found = _DRAFT.match(query.data)
+        if found is None or user.is_bot or not await self._is_staff(context, user.id):
+            if await self._once(update.update_id, _nothing):
+                await self.app.refusals.refuse("telegram:button", "not staff", {"user": user.id})
+                await query.answer("Only staff can decide this.", show_alert=True)
+            return
+        draft_id, action = int(found[1]), found[2]
+        if action == "edit":
+            await query.answer(HOW_TO_EDIT, show_alert=True)
+            return
+        staff = StaffMember(f"telegram:{user.id}", user.full_name)
+        audit = self.app.audit
+
+        async def work(session: Tx) -> str:
+            if action == "save":
+                return await save_to_kb(session, audit, draft_id=draft_id, staff=staff)
+            approve = action == "approve"
+            return await decide_draft(
+                session, audit, draft_id=draft_id, approve=approve, staff=staff
+            )
+
+        try:
+            result = await self._once(update.update_id, work)
+        except DraftNotSent as error:
+            await query.answer(f"Not sent: {error}", show_alert=True)
+            return
+        if result is None:
+            return
+        await query.answer(result)
+        decided = result in ("approved", "rejected") or result.startswith("saved as")
+        if query.message is not None and decided:
+            text = getattr(query.message, "text", "") or ""
+            who = visible_line(user.full_name)
+            done = "Saved to the knowledge base" if action == "save" else result.capitalize()
+            await query.edit_message_text(f"{text}\n\n{done} by {who}.")
 
 
 def _replies_to(message: Message, bot_id: int) -> bool:

@@ -7,6 +7,7 @@ import logging
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, TelegramError
 
+from bot.core.ics import read_invite_meta
 from bot.desk.staff import STAFF_CHANNEL, topic_title
 from bot.store.contacts import get_contact
 from bot.store.db import Database
@@ -15,7 +16,7 @@ from bot.store.staff_topics import forget_topic, remember_post, remember_topic, 
 from channels.base import Channel, DeliveryResult, Failed, Sent
 from channels.telegram.normalize import CHANNEL
 from channels.telegram.pacing import Pacing
-from channels.telegram.sending import classify, is_missing_thread, send_text
+from channels.telegram.sending import classify, is_missing_thread, send_invite, send_text
 
 MAX_MESSAGE_LENGTH = 4096
 """Telegram's limit for one message's text, in characters after entity parsing."""
@@ -27,7 +28,8 @@ class CustomerChannel(Channel):
     chat for a post about no conversation (an admin's reply).
 
     Optional meta: `thread_id` (the forum topic to post in), `reply_to_message_id` (sent even
-    if that message is gone), `parse_mode`.
+    if that message is gone), `parse_mode`; a meeting invite (`bot.core.ics.META_KEY`) goes
+    as its `.ics` document with the text as the caption.
     """
 
     name = CHANNEL
@@ -46,15 +48,24 @@ class CustomerChannel(Channel):
             return Failed(f"not a Telegram chat id: {item.recipient!r}")
         meta = item.meta or {}
         try:
-            sent = await send_text(
-                self.bot,
-                chat_id,
-                item.text,
-                thread_id=meta.get("thread_id"),
-                reply_to=meta.get("reply_to_message_id"),
-                parse_mode=meta.get("parse_mode"),
-                paid_broadcast=self.pacing.paid_broadcast,
-            )
+            invite = read_invite_meta(meta)
+        except ValueError as error:
+            return Failed(f"cannot send the meeting invite: {error}")
+        try:
+            if invite is not None:
+                sent = await send_invite(
+                    self.bot, chat_id, item.text, *invite, paid_broadcast=self.pacing.paid_broadcast
+                )
+            else:
+                sent = await send_text(
+                    self.bot,
+                    chat_id,
+                    item.text,
+                    thread_id=meta.get("thread_id"),
+                    reply_to=meta.get("reply_to_message_id"),
+                    parse_mode=meta.get("parse_mode"),
+                    paid_broadcast=self.pacing.paid_broadcast,
+                )
         except TelegramError as error:
             return classify(error)
         return Sent(f"{chat_id}:{sent.message_id}")
@@ -78,6 +89,40 @@ def confirmation_buttons(confirmation_id: int) -> InlineKeyboardMarkup:
             ]
         ]
     )
+
+
+def draft_buttons(draft_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton("✅ Approve", callback_data=f"draft:{draft_id}:approve"),
+                InlineKeyboardButton("✏️ Edit", callback_data=f"draft:{draft_id}:edit"),
+                InlineKeyboardButton("✖️ Reject", callback_data=f"draft:{draft_id}:reject"),
+            ]
+        ]
+    )
+
+
+def save_button(draft_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(
+                    "💾 Save to knowledge base", callback_data=f"draft:{draft_id}:save"
+                )
+            ]
+        ]
+    )
+
+
+def buttons_for(meta: dict[str, object]) -> InlineKeyboardMarkup | None:
+    """The buttons a staff post carries: a confirmation's, a draft's, or the save offer."""
+    if meta.get("confirmation_id"):
+        return confirmation_buttons(int(str(meta["confirmation_id"])))
+    if meta.get("draft_id"):
+        draft_id = int(str(meta["draft_id"]))
+        return save_button(draft_id) if meta.get("save_offer") else draft_buttons(draft_id)
+    return None
 
 
 class StaffChannel(Channel):
@@ -124,11 +169,8 @@ class StaffChannel(Channel):
                 message_thread_id=thread_id,
             )
             return copied.message_id
-        buttons = (
-            confirmation_buttons(meta["confirmation_id"]) if meta.get("confirmation_id") else None
-        )
         sent = await send_text(
-            self.bot, self.chat_id, item.text, thread_id=thread_id, reply_markup=buttons
+            self.bot, self.chat_id, item.text, thread_id=thread_id, reply_markup=buttons_for(meta)
         )
         return sent.message_id
 
@@ -163,5 +205,14 @@ class StaffChannel(Channel):
         if item.contact_id is None:
             return  # replies to a post about no contact route nowhere
         async with self.db.transaction() as session:
-            confirmation_id = (item.meta or {}).get("confirmation_id")
-            await remember_post(session, self.chat_id, message_id, item.contact_id, confirmation_id)
+            meta = item.meta or {}
+            # Only the draft's own card routes replies to the draft (as its edit).
+            draft_id = None if meta.get("save_offer") else meta.get("draft_id")
+            await remember_post(
+                session,
+                self.chat_id,
+                message_id,
+                item.contact_id,
+                meta.get("confirmation_id"),
+                draft_id,
+            )

@@ -6,6 +6,9 @@
 - 403 (the user blocked the bot), "chat not found": the contact is unreachable.
 - A timeout after the request was sent: the outcome is unknown; never resent blindly.
 - Formatting Telegram rejects: sent again as plain text.
+
+A meeting invite goes as one `sendDocument`: the `.ics` file with the confirmation as its
+caption, so the contact gets one message, and one request decides whether it arrived.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
+from telegram import Bot, InlineKeyboardMarkup, InputFile, ReplyParameters
 from telegram import Message as TgMessage
 from telegram.error import (
     BadRequest,
@@ -25,9 +28,12 @@ from telegram.error import (
     TimedOut,
 )
 
+from bot.core import ics
 from channels.base import DeliveryResult, Failed, RetryLater, Unknown
 
 _UNSENT_CAUSES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+MAX_CAPTION_LENGTH = 1024
+"""Telegram's limit for a document's caption, in characters after entity parsing."""
 
 
 def is_parse_error(error: TelegramError) -> bool:
@@ -100,3 +106,25 @@ async def send_text(
         if parse_mode is None or not is_parse_error(error):
             raise
         return await bot.send_message(chat_id, text, **options)
+
+
+async def send_invite(
+    bot: Bot,
+    chat_id: int,
+    caption: str,
+    event: ics.MeetingEvent,
+    method: ics.Method,
+    *,
+    paid_broadcast: bool = False,
+) -> TgMessage:
+    """Send a meeting's `.ics` (an invitation or a cancellation) with `caption` as one
+    message."""
+    if len(caption) > MAX_CAPTION_LENGTH:
+        caption = caption[: MAX_CAPTION_LENGTH - 1] + "…"
+    document = InputFile(ics.invite(event, method), filename=ics.filename(method))
+    return await bot.send_document(
+        chat_id,
+        document,
+        caption=caption,
+        allow_paid_broadcast=True if paid_broadcast else None,
+    )

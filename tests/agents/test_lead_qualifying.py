@@ -235,7 +235,7 @@ async def test_a_taken_slot_and_a_time_outside_the_hours_are_refused(harness: Ha
     slots = _free(harness)
     await _book_for_someone_else(harness, slots[1])
     night = datetime.combine(slots[-1].date(), time(3, 0), UTC)
-    said = "Any of those times works for me"
+    said = f"{slots[1]:%H:%M}, {night:%H:%M} or {slots[2]:%H:%M} all work for me"
     model = ScriptedModel(
         *(
             turn(
@@ -272,7 +272,8 @@ def _book_first_offered(request: ModelRequest) -> ModelTurn:
         return turn("", call("find_meeting_times", {"days": 2, "limit": 20}))
     if len(shown) == 1:
         first = json.loads(shown[0].content)["times"][0]["starts_at"]
-        return turn("", call("schedule_meeting", {"starts_at": first, "contact_quote": "hello"}))
+        quote = "13:00, 13:30, 14:00 or 14:30 are all fine"
+        return turn("", call("schedule_meeting", {"starts_at": first, "contact_quote": quote}))
     return turn("", call("finish"))
 
 
@@ -283,7 +284,7 @@ async def test_a_salespersons_own_hours_give_the_times_and_the_meeting_is_theirs
     async with harness.db.transaction() as session:
         await staff_members.add(session, "Sam")
         await set_hours(session, "Sam", "mon-fri 13:00-15:00")
-    conversation_id = await harness.receive("hello")
+    conversation_id = await harness.receive("13:00, 13:30, 14:00 or 14:30 are all fine")
     await _set(harness, "Ann", owner="Sam")
     model = FunctionModel(_book_first_offered)
     harness.use_model(model)
@@ -299,8 +300,8 @@ async def test_a_salespersons_own_hours_give_the_times_and_the_meeting_is_theirs
 
 
 async def test_two_conversations_racing_for_one_slot_book_it_once(harness: Harness) -> None:
-    slot = _free(harness)[0].isoformat()
-    said = "That time works for me"
+    first = _free(harness)[0]
+    slot, said = first.isoformat(), f"{first:%H:%M} works for me"
 
     def book(request: ModelRequest) -> ModelTurn:
         if isinstance(request.messages[-1], ToolResult):

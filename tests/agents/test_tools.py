@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
 
 from agents.messages import ToolResult
+from agents.tools.meetings import names_the_time
 from bot.core.hours import free_slots
 from bot.store.contacts import Identity, resolve_contact
 from bot.store.models import (
@@ -161,14 +163,41 @@ async def test_meeting_at_a_time_the_contact_never_agreed_to_is_refused(harness:
     assert await harness.rows(Meeting) == []
 
 
+async def test_words_that_name_no_time_do_not_book_a_meeting(harness: Harness) -> None:
+    # The contact did write "yes, book me then", but it names no time: a model could pin it
+    # on any slot it liked.
+    later = utcnow() + timedelta(days=2)
+    slot = free_slots(harness.app.runner.hours, now=later, working_days=1, booked=[])[0]
+    book = call(
+        "schedule_meeting", {"starts_at": slot.isoformat(), "contact_quote": "yes, book me then"}
+    )
+    model = ScriptedModel(turn("", book), turn("", call("finish")))
+    harness.use_model(model)
+    await harness.answer("yes, book me then")
+    assert _error(_results(model)[0])["type"] == "time_not_named"
+    assert await harness.rows(Meeting) == []
+
+
+def test_a_time_is_named_in_the_ways_people_write_it() -> None:
+    utc, kathmandu = ZoneInfo("UTC"), ZoneInfo("Asia/Kathmandu")
+    at = datetime(2026, 12, 8, 14, 30, tzinfo=UTC)  # 20:15 in Kathmandu
+    for said in ["Tue 14:30 is fine", "2:30pm works", "2:30 PM please", "14.30", "8:15 pm ok"]:
+        assert names_the_time(said, at, [kathmandu, utc]), said
+    for said in ["yes", "the first one", "14:300", "4:30pm", "at 114:30", "2:30am"]:
+        assert not names_the_time(said, at, [kathmandu, utc]), said
+    three = datetime(2026, 12, 8, 15, 0, tzinfo=UTC)
+    assert names_the_time("3pm", three, [utc]) and names_the_time("15h", three, [utc])
+
+
 async def test_meeting_the_contact_proposed_is_booked_once(harness: Harness) -> None:
     # Meetings are booked only on free slots of the working hours: one a few days ahead.
     later = utcnow() + timedelta(days=2)
-    when = free_slots(harness.app.runner.hours, now=later, working_days=1, booked=[])[0].isoformat()
-    book = call("schedule_meeting", {"starts_at": when, "contact_quote": "thursday at 3pm works"})
+    slot = free_slots(harness.app.runner.hours, now=later, working_days=1, booked=[])[0]
+    when, said = slot.isoformat(), f"{slot:%A} at {slot:%H:%M} works"
+    book = call("schedule_meeting", {"starts_at": when, "contact_quote": said})
     model = ScriptedModel(turn("", book), turn("", book), turn("", call("finish")))
     harness.use_model(model)
-    await harness.answer("Thursday at 3pm works for me")
+    await harness.answer(f"{said} for me")
     [meeting] = await harness.rows(Meeting)
     assert meeting.starts_at.isoformat() == when
 

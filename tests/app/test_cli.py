@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -269,3 +270,17 @@ def test_db_upgrade_prints_the_schema_revision(crmbot: Crmbot) -> None:
     assert upgraded.returncode == 0, upgraded.stderr
     [(revision,)] = crmbot.sql("SELECT version_num FROM alembic_version")
     assert upgraded.stdout.strip() == f"database at revision {revision} (head {revision})"
+
+
+def test_an_unreachable_database_is_one_error_line_without_its_password(crmbot: Crmbot) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+asyncpg://crm:s3cr%40t-pw@127.0.0.1:{port}/crm"
+
+    result = crmbot("agent", "list", DATABASE_URL=url)
+
+    assert result.returncode == 2
+    line = error_line(result)
+    assert f"cannot open the database postgresql+asyncpg://crm:***@127.0.0.1:{port}/crm" in line
+    assert "s3cr" not in result.stderr + result.stdout

@@ -196,8 +196,13 @@ async def test_a_changed_uidvalidity_does_not_answer_the_mailbox_again(
     try:
         old = [make_mail(f"Old {n}", message_id=f"<old{n}@x>") for n in range(3)]
         email_rig.deliver(*old)
-        await eventually(lambda: len(smtp.to(ANN)) == 1)  # one burst, one answer
+        await eventually(lambda: smtp.to(ANN))
         await eventually(lambda: _cursor(email_rig, "last_uid", "3"))
+        assert email_rig.app is not None
+        await email_rig.app.settle()
+        # One burst is one answer, unless a busy machine split it; either way, what was
+        # answered once must not be answered again below.
+        answered = len(smtp.to(ANN))
         before = await _cursor(email_rig, "uidvalidity")
 
         # The mailbox is rebuilt (a migration, a restore) and connections are dropped: a new
@@ -209,7 +214,8 @@ async def test_a_changed_uidvalidity_does_not_answer_the_mailbox_again(
         await eventually(lambda: smtp.to("bo@b.test"))
         await eventually(lambda: _cursor(email_rig, "last_uid", "4"))
         assert await _cursor(email_rig, "uidvalidity") != before
-        assert len(smtp.to(ANN)) == 1
+        await email_rig.app.settle()
+        assert len(smtp.to(ANN)) == answered
         assert sorted(m.text.split("\n\n")[-1] for m in await email_rig.inbound()) == [
             "New one",
             "Old 0",

@@ -134,6 +134,17 @@ class FakeTelegram(BotApi):
             and (thread_id is None or as_int(call.params.get("message_thread_id")) == thread_id)
         ]
 
+    def documents(self, chat_id: int | None = None) -> list[JSON]:
+        """Parameters of the sendDocument calls that succeeded, oldest first; an uploaded
+        file is `{"filename": ..., "content": bytes}` under `document`."""
+        return [
+            call.params
+            for call in self.calls
+            if call.method.lower() == "senddocument"
+            and call.status == 200
+            and (chat_id is None or as_int(call.params.get("chat_id")) == chat_id)
+        ]
+
     def bot_messages(self, chat_id: int) -> list[JSON]:
         """The Message objects the bot has in `chat_id` (as last edited), oldest first."""
         return [

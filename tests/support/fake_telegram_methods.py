@@ -24,6 +24,7 @@ from tests.support.fake_telegram_updates import (
 )
 
 MAX_TEXT = 4096
+MAX_CAPTION = 1024
 BLOCKED = "Forbidden: bot was blocked by the user"
 THREAD_NOT_FOUND = "Bad Request: message thread not found"
 _CHAT_ACTIONS = frozenset(
@@ -77,6 +78,7 @@ class BotApi(TelegramWorld):
             "getme": self._get_me,
             "sendmessage": self._send_message,
             "copymessage": self._copy_message,
+            "senddocument": self._send_document,
             "sendchataction": self._send_chat_action,
             "editmessagetext": self._edit_message_text,
             "editmessagereplymarkup": self._edit_message_reply_markup,
@@ -164,6 +166,28 @@ class BotApi(TelegramWorld):
             raise ApiError(400, "Bad Request: message is too long")
         message = self.new_message(chat_id, self.bot_user, thread_id)
         message["text"] = shown
+        return self._attach(message, params)
+
+    async def _send_document(self, params: JSON) -> JSON:
+        """An uploaded file (multipart) or a known file_id, with an optional caption."""
+        chat_id = _chat_id(params)
+        thread_id = as_int(params.get("message_thread_id"))
+        self._check_destination(chat_id, thread_id)
+        document = params.get("document")
+        if isinstance(document, dict) and "content" in document:
+            name, content = str(document.get("filename") or "document"), document["content"]
+        elif isinstance(document, str) and document in self.files:
+            file, content = self.files[document]
+            name = file["file_path"].rsplit("/", 1)[-1]
+        else:
+            raise ApiError(400, "Bad Request: there is no document in the request")
+        message = self.new_message(chat_id, self.bot_user, thread_id)
+        message["document"] = self._document(name, content)
+        if params.get("caption"):
+            caption = self._plain(str(params["caption"]), params.get("parse_mode"))
+            if len(caption) > MAX_CAPTION:
+                raise ApiError(400, "Bad Request: message caption is too long")
+            message["caption"] = caption
         return self._attach(message, params)
 
     async def _copy_message(self, params: JSON) -> JSON:

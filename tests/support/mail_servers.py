@@ -97,7 +97,7 @@ class Dovecot:
     def _write_config(self) -> None:
         login, internal, mail = self._accounts()
         mail_root = self.dir / "mail"
-        mail_root.mkdir()
+        mail_root.mkdir(exist_ok=True)
         uid = pwd.getpwnam(mail).pw_uid
         if os.geteuid() == 0:
             os.chown(mail_root, uid, pwd.getpwnam(mail).pw_gid)
@@ -152,13 +152,26 @@ service anvil {{
         )
 
     def start(self) -> None:
-        self._write_config()
-        self.process = subprocess.Popen(
-            [self.binary() or "dovecot", "-F", "-c", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_for_port(self.port, self.process, self.log)
+        for _ in range(3):
+            self._write_config()
+            self.process = subprocess.Popen(
+                [self.binary() or "dovecot", "-F", "-c", str(self.config)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                _wait_for_port(self.port, self.process, self.log)
+                return
+            except RuntimeError:
+                # The free port can be taken before Dovecot binds it (by another test
+                # process's server, or as the local port of an outgoing connection).
+                if "Address already in use" not in self._log_text():
+                    raise
+                self.port = free_port()
+        raise RuntimeError(f"dovecot found no free port: {self._log_text()}")
+
+    def _log_text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
 
     def stop(self) -> None:
         if self.process is not None:

@@ -1,0 +1,1 @@
+"""`crmbot redteam`: the engine driven by a model that obeys the attacker."""
