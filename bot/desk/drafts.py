@@ -16,12 +16,10 @@ from typing import Any
 
 from bot.core.safe_text import visible, visible_line
 from bot.desk.outreach import send_outreach
-from bot.desk.staff import StaffMember, notify_staff
+from bot.desk.staff import StaffMember, notify_staff, reach
 from bot.store import drafts, outbox
 from bot.store.audit import AuditLog
-from bot.store.contacts import address_on
 from bot.store.db import Tx
-from bot.store.handoffs import latest_conversation
 from bot.store.kb import ArticleDraft, Section, put_article
 from bot.store.models import Draft
 
@@ -91,12 +89,10 @@ async def post_draft(session: Tx, draft: Draft) -> None:
 
 async def _send_reply(session: Tx, draft: Draft, text: str, staff: StaffMember) -> str:
     """Queue an answer draft's text to the customer on the conversation's channel."""
-    conversation = await latest_conversation(session, draft.contact_id)
-    if conversation is None:
-        return "no conversation with this contact"
-    address = await address_on(session, draft.contact_id, conversation.channel)
-    if address is None:
-        return f"the contact has no {conversation.channel} address"
+    found = await reach(session, draft.contact_id)
+    if isinstance(found, str):
+        return found
+    conversation, address = found.conversation, found.address
     await outbox.enqueue(
         session,
         key=f"draft:{draft.id}:send",

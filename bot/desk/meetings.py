@@ -20,10 +20,10 @@ from bot.desk.meeting_notices import (
     reminder_text,
     zone_of,
 )
-from bot.desk.staff import notify_staff
+from bot.desk.staff import notify_staff, reach
 from bot.store import outbox
 from bot.store.audit import AuditLog
-from bot.store.contacts import address_on, get_contact
+from bot.store.contacts import get_contact
 from bot.store.db import Tx
 from bot.store.handoffs import latest_conversation
 from bot.store.meetings import (
@@ -62,11 +62,10 @@ async def announce(
         text=announced.staff_text,
         meta={"meeting_id": meeting.id, "by": by},
     )
-    if conversation is None:
-        return "the contact has no conversation to send it to"
-    address = await address_on(session, meeting.contact_id, conversation.channel)
-    if address is None:
-        return f"the contact has no {conversation.channel} address"
+    found = await reach(session, meeting.contact_id)
+    if isinstance(found, str):
+        return found
+    conversation, address = found.conversation, found.address
     await outbox.enqueue(
         session,
         key=announced.contact_key,
@@ -170,12 +169,10 @@ async def queue_reminder(
     or None. Either way the meeting's current SEQUENCE counts as reminded."""
     mark_reminded(meeting)
     contact = await get_contact(session, meeting.contact_id)
-    conversation = await latest_conversation(session, contact.id)
-    if conversation is None:
-        return "no conversation with the contact"
-    address = await address_on(session, contact.id, conversation.channel)
-    if address is None:
-        return f"no {conversation.channel} address"
+    found = await reach(session, contact.id)
+    if isinstance(found, str):
+        return found
+    conversation, address = found.conversation, found.address
     name, _ = await organizer_of(session, meeting.owner)
     text = reminder_text(meeting, name, zone_of(contact, team_zone))
     await outbox.enqueue(

@@ -21,6 +21,7 @@ from bot.store.handoffs import latest_conversation
 from bot.store.inbox import recent_messages
 from bot.store.models import (
     Contact,
+    Conversation,
     Message,
     OutboxItem,
     PendingConfirmation,
@@ -172,6 +173,26 @@ class StaffMember:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """Where a message to a contact goes: their latest conversation, their address on it."""
+
+    conversation: Conversation
+    address: str
+
+
+async def reach(session: Tx, contact_id: int) -> Reach | str:
+    """The contact's latest conversation and their address on its channel; or, as text, why
+    a message cannot reach them."""
+    conversation = await latest_conversation(session, contact_id)
+    if conversation is None:
+        return "no conversation with this contact"
+    address = await address_on(session, contact_id, conversation.channel)
+    if address is None:
+        return f"the contact has no {conversation.channel} address"
+    return Reach(conversation, address)
+
+
 async def reply_to_customer(
     session: Tx,
     audit: AuditLog,
@@ -182,12 +203,10 @@ async def reply_to_customer(
     staff: StaffMember,
 ) -> str:
     """Send a staff member's reply to the customer on their own channel; returns a status."""
-    conversation = await latest_conversation(session, contact_id)
-    if conversation is None:
-        return "no conversation with this contact"
-    address = await address_on(session, contact_id, conversation.channel)
-    if address is None:
-        return f"the contact has no {conversation.channel} address"
+    found = await reach(session, contact_id)
+    if isinstance(found, str):
+        return found
+    conversation, address = found.conversation, found.address
     if conversation.state == "bot":
         conversation.state = "handed_off"  # a person answering takes the conversation over
     _, created = await outbox.enqueue(

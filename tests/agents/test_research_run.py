@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from agents.budget import Price
 from agents.definition import TEMPLATES_DIR, load_definition_file
 from agents.providers.base import Provider
-from agents.research.fetch import Fetcher, FetchLimits
+from agents.research.fetch import Fetcher
 from agents.research.opener import ExtractiveModel
 from agents.research.run import ProspectRow, Researcher, default_sources, draft_key
 from agents.research.writer import OpenerWriter
@@ -22,24 +20,9 @@ from bot.store.db import Database
 from bot.store.leads import LeadFields
 from bot.store.models import AgentRun, AuditEvent, Contact, Draft, OutboxItem
 from tests.support.models import ScriptedModel, call, turn
-from tests.support.websites import LocalSite, acme_site
+from tests.support.websites import LocalSite
 
 AGENT = load_definition_file(TEMPLATES_DIR / "outbound-research.yaml")
-
-
-@pytest.fixture
-async def site() -> AsyncIterator[LocalSite]:
-    async with acme_site() as running:
-        yield running
-
-
-@pytest.fixture
-async def fetcher() -> AsyncIterator[Fetcher]:
-    running = Fetcher(FetchLimits(allow_private=True, timeout_seconds=2))
-    try:
-        yield running
-    finally:
-        await running.aclose()
 
 
 def researcher(db: Database, fetcher: Fetcher, model: Provider | None = None) -> Researcher:

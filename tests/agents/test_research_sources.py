@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from agents.research.feed import FeedSource
-from agents.research.fetch import Fetcher, FetchLimits
+from agents.research.fetch import Fetcher
 from agents.research.notes import NotesSource
 from agents.research.sources import Prospect, SourceFailed, gather
 from agents.research.website import WebsiteSource
-from tests.support.websites import LocalSite, acme_site
-
-
-@pytest.fixture
-async def site() -> AsyncIterator[LocalSite]:
-    async with acme_site() as running:
-        yield running
-
-
-@pytest.fixture
-async def fetcher() -> AsyncIterator[Fetcher]:
-    running = Fetcher(FetchLimits(allow_private=True, timeout_seconds=2))
-    try:
-        yield running
-    finally:
-        await running.aclose()
+from tests.support.websites import LocalSite
 
 
 def ann(**where: str) -> Prospect:
