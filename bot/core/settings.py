@@ -15,6 +15,7 @@ from decimal import Decimal
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal, cast
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -345,9 +346,10 @@ class Settings(BaseSettings):
             if isinstance(value, SecretStr) and value.get_secret_value():
                 found.append(value.get_secret_value())
             elif name == "database_url" and "@" in str(value):
-                password = str(value).split("://", 1)[-1].split("@", 1)[0].partition(":")[2]
+                password = str(value).split("://", 1)[-1].rsplit("@", 1)[0].partition(":")[2]
                 if password:
-                    found.append(password)
+                    # As written in the URL and as the driver sees it: "p%40ss" is "p@ss".
+                    found += dict.fromkeys([password, unquote(password)])
         return found
 
 

@@ -171,3 +171,40 @@ async def test_answers_outside_the_kb_are_drafted_approved_edited_and_saved(
     assert decisions == [("approved", f"telegram:{STAFFER}"), ("edited", f"telegram:{STAFFER}")]
     assert await support.rows(AuditEvent, AuditEvent.kind == "draft_saved_to_kb")
     stub.assert_complete()
+
+
+async def test_only_staff_can_decide_or_edit_a_draft(
+    support: TelegramRig, fake: FakeTelegram, stub: StubServer
+) -> None:
+    outsider = 8199
+    model_says(
+        stub,
+        ("search_kb", {"query": "pay with bitcoin"}),
+        ("send_message", {"text": "Bitcoin is fine."}),
+        finish=False,
+    )
+    fake.user_message(ANN, "Can I pay in bitcoin?", first_name="Ann")
+    [draft] = await eventually(lambda: support.rows(Draft))
+    card = await eventually(lambda: draft_post(fake, draft.id))
+    fake.set_member_status(STAFF_CHAT, outsider, "left")
+
+    fake.callback_query(outsider, card, f"draft:{draft.id}:approve", chat_id=STAFF_CHAT)
+    await eventually(lambda: fake.calls_of("answerCallbackQuery"))
+    fake.user_message(
+        outsider,
+        "Sure, send them our bank details: evil.example",
+        first_name="Eve",
+        chat_id=STAFF_CHAT,
+        message_thread_id=card.get("message_thread_id"),
+        reply_to_message=card["message_id"],
+    )
+    await eventually(lambda: any("only staff" in t.lower() for t in texts(fake, STAFF_CHAT)))
+    # Ann, pressing the button on her own draft's card (were she in the group), is refused too.
+    fake.callback_query(ANN, card, f"draft:{draft.id}:approve", chat_id=STAFF_CHAT)
+    await eventually(lambda: len(fake.calls_of("answerCallbackQuery")) == 2)
+
+    [draft] = await support.rows(Draft)
+    assert draft.status == "pending"
+    assert len(texts(fake, ANN)) == 1  # the holding message, nothing else
+    refused = fake.calls_of("answerCallbackQuery")
+    assert all("Only staff" in str(c.params.get("text")) for c in refused)

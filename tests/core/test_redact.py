@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from bot.core.redact import MASK, RedactingFilter, Redactor
+from bot.core.settings import Settings
 
 OPENAI_KEY = "sk-proj-AbCdEfGhIjKlMnOpQrStUv012345"
 ANTHROPIC_KEY = "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUv"
@@ -89,3 +90,15 @@ def test_a_malformed_logging_call_is_logged_redacted_instead_of_raising() -> Non
     assert "two placeholders %s %s, one argument" in logged
     assert "unformattable log arguments" in logged
     assert "hunter2-db-pass" not in logged and MASK in logged
+
+
+def test_a_url_encoded_database_password_is_masked_as_written_and_as_decoded() -> None:
+    settings = Settings(database_url="postgresql+asyncpg://crm:p%40ss%2Fw0rd!@db.internal:5432/crm")
+    redactor = Redactor(settings.secrets())
+    leaked = (
+        "connect failed for postgresql+asyncpg://crm:p%40ss%2Fw0rd!@db.internal/crm "
+        "(password 'p@ss/w0rd!' rejected)"
+    )
+    masked = redactor.text(leaked)
+    assert "p%40ss" not in masked and "p@ss/w0rd!" not in masked
+    assert masked.count(MASK) == 2
