@@ -273,6 +273,10 @@ def _already_handled(raw: object, last: int | None) -> bool:
     return last is not None and update_id is not None and update_id <= last
 
 
+MAX_UPDATE_BYTES = 1024 * 1024
+"""The largest webhook body read: an update holds a message of at most 4,096 characters."""
+
+
 class WebhookServer:
     """Receives updates over HTTPS (behind your proxy); refuses requests without the secret."""
 
@@ -305,7 +309,15 @@ class WebhookServer:
             await self.refusals.refuse("telegram:webhook", "wrong or missing secret", detail)
             return web.Response(status=403, text="forbidden")
         try:
-            raw = json.loads(await request.read())
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            # Telegram's own updates are a few kilobytes; this is someone else's payload.
+            reason = f"body is larger than {MAX_UPDATE_BYTES} bytes"
+            log.error("webhook: update refused (%s)", reason)
+            await self._record("update_malformed", {"error": reason})
+            return web.Response(status=413, text=f"malformed update: {reason}")
+        try:
+            raw = json.loads(body)
             update = parse_update(raw, self.bot)
         except ValueError as error:  # not JSON, or JSON that is not an update we can read
             reason = str(error) if isinstance(error, MalformedUpdate) else "body is not JSON"
@@ -321,7 +333,7 @@ class WebhookServer:
             await self.audit.append(session, kind, payload, actor="channel:telegram")
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_UPDATE_BYTES)
         app.router.add_post(self.path, self.handle)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()

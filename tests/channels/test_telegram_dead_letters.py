@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import logging
 from collections.abc import Callable
@@ -182,6 +183,10 @@ async def test_a_webhook_body_that_is_not_an_update_gets_400_and_an_audit_row(
         url = f"http://127.0.0.1:{unused_tcp_port}/hook/{unused_tcp_port}"
         assert await _post(url, body) == 400
         assert await rig.rows(AuditEvent, AuditEvent.kind == "update_malformed")
+        huge = b'{"update_id": 6, "message": {"text": "' + b"x" * (4 * 1024 * 1024) + b'"}}'
+        assert await _post(url, huge) == 413  # 4 MB: refused, recorded, the bot goes on
+        refused = await rig.rows(AuditEvent, AuditEvent.kind == "update_malformed")
+        assert any("larger than" in e.payload["error"] for e in refused)
         surrogate = b'{"update_id": 7, "message": {"text": "\\ud800"}}'
         assert await _post(url, surrogate) == 400
         update = fake.user_message(ANN, "hello", first_name="Ann")
@@ -195,7 +200,7 @@ async def _post(url: str, body: bytes) -> int:
     headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}
     async with (
         aiohttp.ClientSession() as session,
-        session.post(url, data=body, headers=headers) as response,
+        session.post(url, data=io.BytesIO(body), headers=headers) as response,
     ):
         return response.status
 
