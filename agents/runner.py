@@ -76,6 +76,7 @@ class AgentRunner:
     ) -> None:
         self.db, self.audit, self.settings = db, audit, settings
         self.providers = providers or ProviderPool(settings)
+        self.providers.record_switches(db, audit)
         self.executor = ToolExecutor(db, audit)
         self.hours = BusinessHours(settings.business_hours, settings.business_timezone)
         self.loop = AgentLoop(self.executor, self._record_model_step)
@@ -434,7 +435,7 @@ class AgentRunner:
         deal = await open_deal(session, contact.id)
         card["open_deal"] = {"stage": deal.stage, "title": deal.title} if deal else None
         history = await run_history(session, run.conversation_id, answering, HISTORY_LIMIT)
-        provider, model = self.providers.for_agent(run.agent)
+        provider, model = self.providers.for_agent(run.agent, run)
         hints: dict[str, Any] = {
             "agent": run.agent.name,
             "questions": [q.model_dump() for q in run.agent.questions],

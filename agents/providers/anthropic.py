@@ -60,7 +60,10 @@ class AnthropicProvider(RemoteProvider):
 
     async def _complete_once(self, request: ModelRequest) -> ModelTurn:
         message = await self._create(request)
-        return _turn(message)
+        try:
+            return _turn(message)
+        except failures.UNREADABLE as exc:
+            raise failures.unreadable("anthropic", exc, self._redactor) from exc
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -78,6 +81,8 @@ class AnthropicProvider(RemoteProvider):
             )
         except anthropic.AnthropicError as exc:
             raise _map_error(exc, self._redactor) from _cause(exc)
+        except ValueError as exc:  # the SDK parses a 200's body itself: empty or cut short
+            raise failures.unreadable("anthropic", exc, self._redactor) from exc
 
 
 def _map_error(exc: anthropic.AnthropicError, redactor: Redactor) -> ProviderError:

@@ -2,7 +2,8 @@
 
 Adapters only read their SDK's exception (HTTP status, the server's message, Retry-After);
 what counts as retryable, what the message says and how it is redacted is decided here,
-the same for every provider.
+the same for every provider. It also decides what a provider's circuit breaker counts:
+every `ProviderError` but a `RejectedRequest`, which is about one request, not the provider.
 """
 
 from __future__ import annotations
@@ -13,6 +14,20 @@ from bot.core.providers import PROVIDERS, ProviderName
 from bot.core.redact import Redactor
 
 MAX_DETAIL = 300
+REQUEST_STATUSES = frozenset({400, 413, 422})
+"""Statuses that reject this request (too long, a schema the API refuses) while the provider
+is up: another request may well succeed, so they do not count against its health."""
+UNREADABLE = (ValueError, TypeError, AttributeError, KeyError)
+"""What reading a 200 whose body is empty, not JSON or not the documented shape raises: the
+SDKs build their response objects without validating them, so a body of `null` or `[]`
+surfaces as an AttributeError far from the wire, and a cut one as a JSONDecodeError."""
+
+
+class RejectedRequest(ProviderError):
+    """The provider answered and refused this one request (400, 413, 422)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retryable=False)
 
 
 def http_error(
@@ -31,7 +46,9 @@ def http_error(
     if status == 408 or status >= 500:
         return RetryableProviderError(detail)
     if status in (401, 403) or bad_key:
-        detail += f"; check {PROVIDERS[provider].key_setting}"
+        return ProviderError(f"{detail}; check {PROVIDERS[provider].key_setting}", retryable=False)
+    if status in REQUEST_STATUSES:
+        return RejectedRequest(detail)
     return ProviderError(detail, retryable=False)
 
 
@@ -46,3 +63,11 @@ def invalid(
 ) -> ProviderError:
     """A request or answer the SDK could not handle: not retryable."""
     return ProviderError(redactor.text(f"{provider} {what}: {error}")[:MAX_DETAIL], retryable=False)
+
+
+def unreadable(provider: ProviderName, error: Exception | str, redactor: Redactor) -> ProviderError:
+    """A 200 whose body could not be read as an answer: retryable, since a proxy that cut the
+    body short or a server that glitched will most likely answer properly next time."""
+    what = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    detail = redactor.text(f"{provider} sent an answer that could not be read: {what}")
+    return RetryableProviderError(detail[:MAX_DETAIL])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import ssl
 from typing import Any, Literal, assert_never
 
@@ -77,7 +78,14 @@ class GeminiProvider(RemoteProvider):
 
     async def _complete_once(self, request: ModelRequest) -> ModelTurn:
         response = await self._generate(request)
-        return _turn(response, request.model)
+        if not response.candidates and not _blocked(response):
+            # The SDK reads an empty body as an empty response; Gemini itself always sends a
+            # candidate, or the reason the prompt was blocked.
+            raise failures.unreadable("gemini", "no candidates", self._redactor)
+        try:
+            return _turn(response, request.model)
+        except failures.UNREADABLE as exc:
+            raise failures.unreadable("gemini", exc, self._redactor) from exc
 
     async def aclose(self) -> None:
         await self._client.aio.aclose()
@@ -112,6 +120,8 @@ def _map_error(exc: Exception, redactor: Redactor) -> ProviderError:
         )
     if isinstance(exc, httpx2.TransportError):  # also covers timeouts
         return failures.network_error("gemini", exc)
+    if isinstance(exc, json.JSONDecodeError):  # a 200 whose body is cut short or not JSON
+        return failures.unreadable("gemini", exc, redactor)
     # The SDK raises ValueError (pydantic's among them) for a request or response it cannot map.
     return failures.invalid("gemini", exc, redactor, "request or response invalid")
 
@@ -254,6 +264,11 @@ def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage:
     # Thinking tokens are billed as output, as they are in the other providers' counts.
     output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
     return Usage(meta.prompt_token_count or 0, output)
+
+
+def _blocked(response: types.GenerateContentResponse) -> bool:
+    feedback = response.prompt_feedback
+    return feedback is not None and feedback.block_reason is not None
 
 
 def _stop_reason(response: types.GenerateContentResponse, candidate: types.Candidate | None) -> str:

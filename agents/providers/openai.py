@@ -58,7 +58,10 @@ class OpenAIProvider(RemoteProvider):
 
     async def _complete_once(self, request: ModelRequest) -> ModelTurn:
         completion = await self._create(request)
-        return _turn(completion)
+        try:
+            return _turn(completion)
+        except failures.UNREADABLE as exc:
+            raise failures.unreadable("openai", exc, self._redactor) from exc
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -74,6 +77,8 @@ class OpenAIProvider(RemoteProvider):
             )
         except openai.OpenAIError as exc:
             raise _map_error(exc, self._redactor) from _cause(exc)
+        except ValueError as exc:  # the SDK parses a 200's body itself: empty or cut short
+            raise failures.unreadable("openai", exc, self._redactor) from exc
 
 
 def _map_error(exc: openai.OpenAIError, redactor: Redactor) -> ProviderError:
@@ -154,7 +159,7 @@ def _tool(spec: ToolSpec) -> ChatCompletionFunctionToolParam:
 
 def _turn(completion: ChatCompletion) -> ModelTurn:
     if not completion.choices:
-        raise ProviderError("openai returned no choices", retryable=False)
+        raise ValueError("no choices")
     choice = completion.choices[0]
     message = choice.message
     calls = tuple(

@@ -68,6 +68,8 @@ class OutboxWorker:
         self.db, self.audit, self.channel = db, audit, channel
         self.worker_id, self.retry = worker_id, retry or Backoff()
         self.poll_seconds, self.claim_seconds, self.batch = poll_seconds, claim_seconds, batch
+        self._soonest_hold: float | None = None
+        """Seconds until the first item the last pass held back for pacing may go."""
         self._lease = (
             Lease(db, outbox.sender_lease(channel.name, worker_id), worker_id, lease_seconds)
             if lease_seconds is not None
@@ -109,6 +111,7 @@ class OutboxWorker:
             # and the writes never queue ahead of an outcome waiting to be recorded.
             async with self.db.transaction() as session:
                 await outbox.hold_back(session, paced)
+        self._soonest_hold = min(paced.values()) if paced else None
         return sum(outcome is True for outcome in outcomes)
 
     async def _work(self, candidate: OutboxItem, paced: dict[int, float]) -> bool:
@@ -116,23 +119,30 @@ class OutboxWorker:
 
         An item without a rate-limit slot goes into `paced` with its wait, unclaimed.
         """
-        wait = await self.channel.pace(candidate)
-        if wait is not None:
-            paced[candidate.id] = wait
-            return False
         async with self._in_flight:  # taken before the claim: a claimed item never waits
-            item = await self._claim(candidate)
+            item = await self._claim(candidate, paced)
             if item is None:
-                return False  # another worker claimed it first, or held it back meanwhile
+                return False  # paced, claimed by another worker first, or held back meanwhile
             await self._record(item, await self._deliver(item))
         return True
 
-    async def _claim(self, candidate: OutboxItem) -> OutboxItem | None:
+    async def _claim(self, candidate: OutboxItem, paced: dict[int, float]) -> OutboxItem | None:
         if self._lease is not None:
             await self._lease.renew_if_due()  # a long pass outlives a lease without heartbeats
         # One claim at a time: SQLite runs transactions one by one, in order, so a burst of
         # claims queued at once would hold back the outcomes of the sends already answered.
-        async with self._claiming, self.db.transaction() as session:
+        async with self._claiming:
+            # The rate-limit slot is taken here, after the wait for our turn: a slot taken
+            # before it would let the request reach the server hundreds of milliseconds late,
+            # bunched with the next one, and draw a 429.
+            wait = await self.channel.pace(candidate)
+            if wait is not None:
+                paced[candidate.id] = wait
+                return None
+            return await self._claim_now(candidate)
+
+    async def _claim_now(self, candidate: OutboxItem) -> OutboxItem | None:
+        async with self.db.transaction() as session:
             now = self.clock()
             if candidate.automatic and not await self._may_send(session, candidate, now):
                 return None
@@ -226,8 +236,14 @@ class OutboxWorker:
                         pass
                 except Exception:
                     log.exception("outbox pass failed; retrying")
+                # Items held back by pacing are due again when their slot opens: waking then,
+                # not a whole poll later, is the difference between sending at the limit and
+                # well under it.
+                timeout = self.poll_seconds
+                if self._soonest_hold is not None:
+                    timeout = max(0.0, min(timeout, self._soonest_hold))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
                 self._wake.clear()
         finally:
             if self._lease is not None:

@@ -60,6 +60,20 @@ class Settings(BaseSettings):
     gemini_base_url: str | None = None
     llm_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one provider request")
     llm_max_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx/timeouts")
+    llm_fallback_provider: ProviderName | None = Field(
+        None,
+        description="openai | anthropic | gemini | offline: takes over while the primary keeps "
+        "failing (its circuit breaker is open)",
+    )
+    llm_fallback_model: str | None = Field(
+        None, description="The fallback's model; default depends on the fallback provider"
+    )
+    llm_breaker_failures: int = Field(
+        5, ge=1, le=1000, description="Failed calls in a row (after retries) that open a breaker"
+    )
+    llm_breaker_cooldown_seconds: float = Field(
+        60.0, gt=0, le=3600, description="How long an open breaker waits before one probe call"
+    )
     llm_price_input_per_mtok: Decimal | None = Field(
         None, ge=0, description="Override: USD per million input tokens"
     )
@@ -256,6 +270,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{PROVIDERS[chosen].key_setting} is required when LLM_PROVIDER={chosen}"
             )
+        self._check_fallback()
         try:
             BusinessHours(self.business_hours, self.business_timezone)
         except ConfigurationError as error:
@@ -276,6 +291,18 @@ class Settings(BaseSettings):
                 "DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
             )
         return self
+
+    def _check_fallback(self) -> None:
+        fallback = self.llm_fallback_provider
+        if fallback is None:
+            if self.llm_fallback_model:
+                raise ValueError("LLM_FALLBACK_MODEL needs LLM_FALLBACK_PROVIDER")
+            return
+        if fallback != "offline" and not self.api_key(fallback):
+            raise ValueError(
+                f"{PROVIDERS[fallback].key_setting} is required when "
+                f"LLM_FALLBACK_PROVIDER={fallback}"
+            )
 
     def _check_email(self) -> None:
         """Email needs both servers, their logins, and a From address; ports follow TLS."""
@@ -338,6 +365,13 @@ class Settings(BaseSettings):
         if self.llm_model and provider == self.llm_provider:
             return self.llm_model
         return PROVIDERS[cast(ProviderName, provider)].default_model
+
+    @property
+    def fallback_model(self) -> str | None:
+        """The model LLM_FALLBACK_PROVIDER is called with; None without a fallback."""
+        if self.llm_fallback_provider is None:
+            return None
+        return self.llm_fallback_model or PROVIDERS[self.llm_fallback_provider].default_model
 
     def secrets(self) -> list[str]:
         """Every secret value configured, for log and audit redaction."""

@@ -108,6 +108,7 @@ def inbound_of(parsed: ParsedEmail, verdict: Verdict, external_id: str) -> Inbou
         "kind": verdict.kind.value,
         "not_answered_because": verdict.reason or None,
         "html_only": parsed.html_only,
+        "cut": parsed.cut.value,
         "defects": list(parsed.defects),
     }
     return InboundMessage(

@@ -17,14 +17,14 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import Any, cast
 
+from channels.email.reply import Cut, split_reply
 from channels.email.text import (
     MAX_TEXT,
     clean,
     decode_text,
     has_raw_bytes,
     html_to_text,
-    strip_reply,
-    unquoted_html,
+    quote_marked_text,
 )
 
 log = logging.getLogger("channels.email")
@@ -74,7 +74,8 @@ class ParsedEmail:
     cc: tuple[str, ...]
     date: datetime | None
     text: str
-    """The new part: quoted history and signature removed."""
+    """What the sender wrote: quoted history and signature removed, or the whole body when
+    the cut was unsure (see `cut`)."""
     full_text: str
     html_only: bool
     attachments: tuple[Attachment, ...] = ()
@@ -83,6 +84,8 @@ class ParsedEmail:
     content_type: str = "text/plain"
     report: DeliveryReport | None = None
     defects: tuple[str, ...] = ()
+    cut: Cut = Cut.NONE
+    """What was cut from the body to make `text` (`channels.email.reply`)."""
 
 
 def parse_email(raw: bytes) -> ParsedEmail:
@@ -94,7 +97,20 @@ def parse_email(raw: bytes) -> ParsedEmail:
         _, _, body = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.partition(b"\n\n")
         text = decode_text(body, None)[:MAX_TEXT]
         return ParsedEmail(
-            None, None, (), "", "", "", (), (), None, text, text, False, defects=("unparsable",)
+            None,
+            None,
+            (),
+            "",
+            "",
+            "",
+            (),
+            (),
+            None,
+            text,
+            text,
+            False,
+            defects=("unparsable",),
+            cut=Cut.KEPT_WHOLE,
         )
 
 
@@ -102,7 +118,7 @@ def _parse(msg: EmailMessage) -> ParsedEmail:
     senders = addresses(msg, "From")
     name, address = senders[0] if senders else ("", "")
     body_part = _body_part(msg)
-    full_text, text, html_only = _texts(body_part)
+    full_text, text, cut, html_only = _texts(body_part)
     ids = message_ids(header(msg, "Message-ID"))
     return ParsedEmail(
         message_id=ids[0] if ids else None,
@@ -122,6 +138,7 @@ def _parse(msg: EmailMessage) -> ParsedEmail:
         content_type=msg.get_content_type(),
         report=_report(msg),
         defects=_defects(msg),
+        cut=cut,
     )
 
 
@@ -220,16 +237,16 @@ def part_text(part: EmailMessage) -> str:
     return decode_text(data, charset)
 
 
-def _texts(part: EmailMessage | None) -> tuple[str, str, bool]:
-    """(full text, new text, whether it came from HTML alone)."""
+def _texts(part: EmailMessage | None) -> tuple[str, str, Cut, bool]:
+    """(full text, what the sender wrote, what was cut, whether it came from HTML alone)."""
     if part is None:
-        return "", "", False
+        return "", "", Cut.NONE, False
     content = part_text(part)
-    if part.get_content_type() == "text/html":
-        full = html_to_text(content)
-        new = strip_reply(html_to_text(unquoted_html(content)))
-        return full[:MAX_TEXT], new[:MAX_TEXT], True
-    return content.strip()[:MAX_TEXT], strip_reply(content)[:MAX_TEXT], False
+    html_only = part.get_content_type() == "text/html"
+    full = html_to_text(content) if html_only else content.strip()
+    reply = split_reply(quote_marked_text(content) if html_only else content)
+    new = full if reply.cut is Cut.KEPT_WHOLE else reply.new
+    return full[:MAX_TEXT], new[:MAX_TEXT], reply.cut, html_only
 
 
 # Attachments and reports -------------------------------------------------------------------

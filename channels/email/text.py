@@ -1,10 +1,10 @@
-"""Text out of email bodies: charsets that lie, HTML, quoted history and signatures.
+"""Text out of email bodies: charsets that lie, and HTML.
 
-Quoted history and signatures are cut with maintained libraries, not home-made patterns:
-quotequail on HTML (Gmail, Outlook and Apple Mail quote blocks), mail-parser-reply on text
-("On ... wrote:" lines in several languages, `>` quotes, signatures, disclaimers). HTML
-becomes readable text with inscriptis (blocks, lists and tables laid out; scripts dropped).
-Everything returned is valid UTF-8 without NUL characters, which the store requires.
+HTML becomes readable text with inscriptis (blocks, lists and tables laid out; scripts
+dropped); `quote_marked_text` also marks what an HTML mail quotes (its <blockquote>s) with
+`>` and its rules (<hr>) with a line, as a plain-text mail would, so `channels.email.reply`
+cuts both kinds of mail by the same marks. Everything returned is valid UTF-8 without NUL
+characters, which the store requires.
 """
 
 from __future__ import annotations
@@ -13,20 +13,20 @@ import codecs
 import logging
 import re
 
-import quotequail
 from inscriptis import get_text
-from mailparser_reply import EmailReplyParser
+from lxml import etree
+from lxml import html as lxml_html
 
 log = logging.getLogger("channels.email")
 
-QUOTE_LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pl", "sv", "da", "cs"]
-"""Languages whose reply headers and signatures mail-parser-reply recognizes for us."""
 MAX_TEXT = 20_000
 """Longest text stored for one message; the raw message keeps everything."""
-_REPLY_WINDOW = 100_000
+MAX_MARKED_HTML = 2_000_000
+"""Longest HTML whose quotes are marked; a longer one is laid out once, unmarked."""
+_RULE = "_" * 32
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _SINGLE_BYTE = ("ascii", "iso8859", "cp125", "latin", "mac-roman")
-_replies = EmailReplyParser(languages=QUOTE_LANGUAGES)
 
 
 def has_raw_bytes(value: str) -> bool:
@@ -93,24 +93,38 @@ def html_to_text(html: str) -> str:
         return clean(re.sub(r"<[^>]*>", " ", html)).strip()
 
 
-def unquoted_html(html: str) -> str:
-    """The HTML before the quoted history, with the "On ... wrote:" line."""
+def quote_marked_text(html: str) -> str:
+    """Readable text of an HTML body with its quoted parts marked `>` and its rules drawn."""
+    if not html.strip() or len(html) > MAX_MARKED_HTML:
+        return html_to_text(html)
     try:
-        parts = quotequail.quote_html(html, quote_intro_line=True)
-    except Exception:
-        return html
-    return "".join(chunk for expanded, chunk in parts if expanded)
+        # lxml refuses a str that declares its encoding; the str is decoded already.
+        root = lxml_html.fromstring(_XML_DECLARATION.sub("", html, count=1))
+        for quote in root.xpath("//blockquote[not(ancestor::blockquote)]"):
+            _replace(quote, _quoted(_outer_text(quote)))
+        for rule in root.xpath("//hr"):
+            _replace(rule, _RULE)
+        marked = etree.tostring(root, encoding="unicode")
+    except Exception:  # lxml refuses some broken markup; the unmarked text is still good
+        log.warning("the quotes of an HTML body could not be marked; laying it out unmarked")
+        return html_to_text(html)
+    return html_to_text(marked)
 
 
-def strip_reply(text: str) -> str:
-    """The newest reply in `text`: quoted history, reply headers and signature cut."""
-    window = text[:_REPLY_WINDOW].strip()
-    if not window:
-        return ""
-    try:
-        parsed = _replies.read(window)
-    except Exception:
-        log.warning("quote stripping failed; keeping the whole text")
-        return window
-    first = parsed.replies[0].body.strip() if parsed.replies else ""
-    return first or (parsed.latest_reply or "").strip() or window
+def _quoted(text: str) -> str:
+    return "\n".join(f"> {line.strip()}".rstrip() for line in text.splitlines())
+
+
+def _replace(element: lxml_html.HtmlElement, text: str) -> None:
+    """Put `text` where `element` was, as a block of its own lines."""
+    block = lxml_html.Element("pre")
+    block.text = f"\n{text}\n"
+    block.tail = element.tail
+    parent = element.getparent()
+    if parent is None:
+        return
+    parent.replace(element, block)
+
+
+def _outer_text(element: lxml_html.HtmlElement) -> str:
+    return html_to_text(etree.tostring(element, encoding="unicode", with_tail=False))

@@ -6,7 +6,8 @@ import pytest
 
 from channels.email.loops import Kind, classify
 from channels.email.parse import parse_email
-from channels.email.text import decode_text, strip_reply
+from channels.email.reply import Cut, Reply, split_reply, strip_reply
+from channels.email.text import decode_text
 from tests.support.mail_servers import OUR_ADDRESS, make_mail
 
 OWN = frozenset({OUR_ADDRESS})
@@ -45,7 +46,92 @@ def test_quoted_history_and_signatures_are_cut(text: str, expected: str) -> None
 
 
 def test_a_message_that_is_all_quote_keeps_its_text() -> None:
-    assert strip_reply("> only a quote\n> nothing new") != ""
+    reply = split_reply("> only a quote\n> nothing new")
+
+    assert (reply.new, reply.cut) == ("> only a quote\n> nothing new", Cut.KEPT_WHOLE)
+
+
+ACME_WROTE = "On Mon, 3 Mar 2025 at 10:00, Acme <sales@crm.test> wrote:"
+OUTLOOK_HEADER = "From: Acme <sales@crm.test>\nSent: Monday, 3 March 2025 10:00\nTo: Ann Lee\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            f"{ACME_WROTE}\n> How many people?\n\nTwelve, and two more in May.\n",
+            "Twelve, and two more in May.",
+        ),
+        (
+            "We would need:\n\n- 12 seats\n- single sign-on\n- one invoice a year\n\n"
+            f"Thanks,\nAnn\n\n{ACME_WROTE}\n> What do you need?\n",
+            "We would need:\n\n- 12 seats\n- single sign-on\n- one invoice a year",
+        ),
+        (
+            "Two plans interest us:\n-- Team, monthly\n-- Business, yearly\n",
+            "Two plans interest us:\n-- Team, monthly\n-- Business, yearly",
+        ),
+        (
+            f"Two questions:\n\n   - the price?\n   - a trial?\n\n{ACME_WROTE}\n> Any questions?\n",
+            "Two questions:\n\n   - the price?\n   - a trial?",
+        ),
+        (
+            "Here is the fix\n\n--Ann\n",
+            "Here is the fix",
+        ),
+    ],
+    ids=["bottom-posted", "bullets-after-a-colon", "dash-list", "indented-list", "dash-name"],
+)
+def test_nothing_the_sender_wrote_is_cut(text: str, expected: str) -> None:
+    assert strip_reply(text) == expected
+
+
+def test_answers_between_the_quoted_lines_keep_the_questions_they_answer() -> None:
+    text = f"{ACME_WROTE}\n> How many seats?\n12\n> Which plan?\nBusiness\n> Anything else?\n"
+
+    assert strip_reply(text) == "> How many seats?\n\n12\n\n> Which plan?\n\nBusiness"
+
+
+def test_a_forwarded_message_is_not_cut() -> None:
+    text = (
+        "Can you check this?\n\n---------- Forwarded message ---------\n"
+        f"{OUTLOOK_HEADER}Subject: Invoice 12\n\nYour invoice of 500 EUR is overdue.\n"
+    )
+
+    assert split_reply(text) == Reply(text.strip(), Cut.NONE)
+
+
+def test_history_under_a_full_outlook_header_is_cut_however_long() -> None:
+    text = f"Yes, go ahead.\n\n{OUTLOOK_HEADER}Subject: Offer\n\n" + "Our offer. " * 200
+
+    assert split_reply(text) == Reply("Yes, go ahead.", Cut.HISTORY)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Our hours:\nFrom: 9 am\nTo: 5 pm\n\nOn weekends the phone line stays open for repairs.",
+        "This is what they sent me:\n\n"
+        f"{OUTLOOK_HEADER}Subject: Invoice 12\n\nYour invoice of 500 EUR is overdue, and the "
+        "account will be closed on Friday unless it is paid.",
+    ],
+    ids=["two-fields-the-sender-typed", "a-mail-pasted-after-a-colon"],
+)
+def test_a_header_that_may_be_the_senders_keeps_the_whole_text_when_it_would_cut_more(
+    text: str,
+) -> None:
+    assert split_reply(text) == Reply(text, Cut.KEPT_WHOLE)
+
+
+def test_an_html_reply_below_its_blockquote_is_kept() -> None:
+    html = (
+        "<div>On Mon, 3 Mar 2025, Acme &lt;sales@crm.test&gt; wrote:</div>"
+        "<blockquote>How many people?<br>And when?</blockquote><div>Twelve, in May.</div>"
+    )
+
+    parsed = parse_email(make_mail("", html=html, in_reply_to="<m1@crm.test>"))
+
+    assert (parsed.text, parsed.cut, parsed.html_only) == ("Twelve, in May.", Cut.HISTORY, True)
 
 
 @pytest.mark.parametrize(

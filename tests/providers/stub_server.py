@@ -26,6 +26,9 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     """Seconds to wait before answering, to make the client time out."""
+    raw: str | None = None
+    """Sent as the body instead of `body`, verbatim, still labelled JSON: broken or empty
+    answers that no JSON encoder would produce."""
 
 
 @dataclass(frozen=True)
@@ -93,4 +96,11 @@ class StubServer:
         if reply.delay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), reply.delay)
+        if reply.raw is not None:
+            return web.Response(
+                text=reply.raw,
+                status=reply.status,
+                headers=reply.headers,
+                content_type="application/json",
+            )
         return web.json_response(reply.body, status=reply.status, headers=reply.headers)
