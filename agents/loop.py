@@ -65,6 +65,8 @@ class LoopInput:
     can_reply: bool
     """Plain text from the model is a reply to the contact (inbound runs of agents that may
     send); otherwise it is the run's summary."""
+    price_of: Callable[[str], Price] | None = None
+    """The price of the model that actually answered (a fallback provider's may differ)."""
 
 
 def _dump(messages: list[ChatMessage]) -> list[dict[str, Any]]:
@@ -134,7 +136,10 @@ class AgentLoop:
                 "latency_ms": latency_ms,
             },
         )
-        charge(run, turn.usage, given.price, run.agent.budget)
+        price = given.price
+        if given.price_of is not None and turn.model and turn.model != given.model:
+            price = given.price_of(turn.model)  # answered by another model: its own price
+        charge(run, turn.usage, price, run.agent.budget)
         return turn
 
     async def _act(self, run: RunState, turn: ModelTurn, can_reply: bool) -> NextStep:

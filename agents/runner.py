@@ -179,8 +179,7 @@ class AgentRunner:
                 return RunOutcome(
                     None, agent.name, "skipped", f"conversation is {conversation.state}"
                 )
-            unfinished = await runs.unfinished_run(session, conversation_id)
-            if unfinished is not None and unfinished.trigger == "inbound":
+            if await runs.unfinished_run(session, conversation_id, inbound=True) is not None:
                 return RunOutcome(None, agent.name, "skipped", "an inbound run is unfinished")
             run = await self._open_run(
                 session,
@@ -280,7 +279,11 @@ class AgentRunner:
         cause: dict[str, Any] | None = None,
     ) -> RunState:
         provider, model = self.providers.for_agent(agent)
-        row = None if dry_run else await runs.unfinished_run(session, conversation_id)
+        row = (
+            None
+            if dry_run
+            else await runs.unfinished_run(session, conversation_id, inbound=trigger == "inbound")
+        )
         resumed = row is not None
         run = RunState(
             run_id=row.id if row is not None else runs.new_run_id(),
@@ -457,6 +460,7 @@ class AgentRunner:
             system=run.system_prompt,
             messages=history_messages(history, extra_user_text),
             price=self.providers.price(model),
+            price_of=self.providers.price,
             hints=hints,
             can_reply=can_reply and "send_message" in run.agent.tools,
         )

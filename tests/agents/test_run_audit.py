@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 import pytest
 
+from agents.messages import ModelTurn, Usage
 from bot.app.audit_view import render_run
 from bot.core.logs import configure_logging
 from bot.store.audit import verify_chain
@@ -92,3 +94,19 @@ async def test_api_keys_never_reach_the_audit_trail_or_logs(
     finally:
         await h.app.aclose()
         root.handlers[:], root.level = saved
+
+
+async def test_a_call_answered_by_another_model_is_charged_at_that_models_price(
+    harness: Harness,
+) -> None:
+    # As when a fallback provider serves the call: the answer names the model that gave it.
+    usage = Usage(1_000_000, 0)
+    answered = ModelTurn(text="Hello!", usage=usage, model="gpt-4o-2024-08-06")
+    harness.use_model(ScriptedModel(answered))
+
+    outcome = await harness.answer("hi")
+
+    [finished] = await harness.rows(
+        AuditEvent, AuditEvent.kind == "run_finished", AuditEvent.run_id == outcome.run_id
+    )
+    assert Decimal(finished.payload["cost_usd"]) == Decimal("2.50")  # gpt-4o's input price
