@@ -82,12 +82,20 @@ def new_run_id() -> str:
     return new_id()
 
 
-async def unfinished_run(session: AsyncSession, conversation_id: int) -> AgentRun | None:
-    """A run of this conversation that a stopped worker left running (dry runs excluded)."""
+async def unfinished_run(
+    session: AsyncSession, conversation_id: int, *, inbound: bool
+) -> AgentRun | None:
+    """A run of this conversation that a stopped worker left running (dry runs excluded):
+    an inbound one, or (`inbound=False`) a proactive one.
+
+    Kept apart because resuming means "this run's work is mine": an inbound run taking over a
+    proactive run that had sent its message would count that message as the reply to the
+    contact's new messages, and they would never be answered."""
+    kind = (
+        AgentRun.trigger == "inbound" if inbound else AgentRun.trigger.not_in(("inbound", "test"))
+    )
     query = select(AgentRun).where(
-        AgentRun.conversation_id == conversation_id,
-        AgentRun.status == "running",
-        AgentRun.trigger != "test",
+        AgentRun.conversation_id == conversation_id, AgentRun.status == "running", kind
     )
     return (await session.execute(query.limit(1))).scalar_one_or_none()
 
