@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 # PostgreSQL's first OID for user objects: everything below is the server's own.
 _FIRST_USER_OID = 16384
+# A table this large held more rows than a test normally writes (a few pages' worth).
+_FILLED_BYTES = 1 << 20
 _USER_SCHEMAS = (
     "n.nspname NOT IN ('pg_catalog', 'information_schema')"
     " AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"
@@ -156,6 +158,7 @@ class Snapshot:
                     return False
                 async with connection.begin():
                     await self._reset(connection)
+                await _vacuum_filled_tables(connection)
             return True
         except DBAPIError:
             # No such database yet, too few rights for session_replication_role, ...
@@ -170,6 +173,27 @@ class Snapshot:
         await connection.execute(text(self.reset))
         for insert, content in self.seeds:
             await connection.execute(text(insert), {"rows": content})
+
+
+async def _vacuum_filled_tables(connection: AsyncConnection) -> None:
+    """DELETE leaves a table's pages behind: after a test that wrote thousands of rows, the
+    next test's scans would read them all. Vacuuming such tables gives them back (plain
+    VACUUM updates the catalogs in place, so the fingerprint stays)."""
+    filled = (
+        await connection.execute(
+            text(
+                "SELECT c.oid::regclass::text FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                f" WHERE c.relkind = 'r' AND {_USER_SCHEMAS}"
+                f" AND pg_relation_size(c.oid) > {_FILLED_BYTES}"
+            )
+        )
+    ).scalars()
+    tables = list(filled)
+    await connection.commit()
+    if tables:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.execute(text(f"VACUUM {', '.join(tables)}"))
 
 
 async def _seed_statement(connection: AsyncConnection, oid: int, table: str) -> str:
