@@ -23,6 +23,7 @@ from bot.store.kb import Hit
 from bot.store.kb_vectors import fuse, hybrid_search
 from bot.store.models import KbChunk, KbEmbedding
 from tests.support.harness import Harness
+from tests.support.local_http import LocalServer
 from tests.support.models import ScriptedModel, call, turn
 
 CONCEPTS = (
@@ -47,22 +48,17 @@ class EmbeddingsApi:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.fail_next = 0
-        self.base_url = ""
-        self._runner: web.AppRunner | None = None
+        self.server = LocalServer({"/v1/embeddings": self._embeddings})
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/embeddings", self._embeddings)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"http://127.0.0.1:{port}/v1"
+        await self.server.start()
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.server.close()
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()

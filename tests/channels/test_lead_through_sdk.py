@@ -25,6 +25,7 @@ from bot.store.models import Contact, Meeting, ScoreChange
 from bot.store.types import utcnow
 from tests.providers.wire import OpenAIWire
 from tests.support.email_rig import EmailRig
+from tests.support.local_http import LocalServer
 from tests.support.mail_servers import Dovecot, MailUser, SmtpSink, free_port, make_mail
 from tests.support.telegram_rig import eventually
 
@@ -42,22 +43,17 @@ class ChatModel:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.offered: list[dict[str, str]] = []
-        self.base_url = ""
-        self._runner: web.AppRunner | None = None
+        self.server = LocalServer({"/v1/chat/completions": self._complete})
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._complete)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"http://127.0.0.1:{port}/v1"
+        await self.server.start()
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.server.close()
 
     async def _complete(self, request: web.Request) -> web.Response:
         body = await request.json()
