@@ -29,6 +29,9 @@ async def _hand_off(rig: TelegramRig, fake: FakeTelegram, name: str = "Ann") -> 
     fake.user_message(ANN, "I want a refund", first_name=name)
     [thread] = await eventually(lambda: rig.rows(StaffThread))
     await eventually(lambda: fake.sent(chat_id=STAFF_CHAT))
+    # The customer's notice that a person takes over comes paced (1 a second per chat):
+    # callers count Ann's messages from here, so it must be in before they do.
+    await eventually(lambda: any("passed this conversation" in t for t in texts(fake, ANN)))
     return int(thread.thread_id or 0)
 
 
