@@ -26,29 +26,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import os
 import random
 import re
-import signal
 import sys
 import tempfile
 import time
-from asyncio.subprocess import Process
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
+from bench.bot_process import (
+    BotProcess,
+    add_latency,
+    clean_environment,
+    loopback_only,
+    parse_latency,
+)
 from bot.store import outbox
 from bot.store.db import Database
 from bot.store.models import Contact, Conversation, OutboxItem
 from tests.support.fake_telegram import FakeTelegram
 
-CRMBOT = str(Path(sys.executable).parent / "crmbot")
 STAFF_CHAT = -1001234567890
 FIRST_CHAT = 20_000
 KEY = re.compile(r"^bench (\d+):")
@@ -68,8 +69,6 @@ class Run:
     database_url: str
     workdir: Path
     rng: random.Random = field(init=False)
-    starts: int = 0
-    killed: int = 0
     settled: bool = False
 
     def __post_init__(self) -> None:
@@ -148,26 +147,12 @@ def delivered(fake: FakeTelegram) -> Counter[int]:
     return found
 
 
-def add_latency(fake: FakeTelegram, run: Run) -> None:
-    """A seeded delay before each sendMessage answer (after the server has acted on it)."""
-    low, high = run.latency
-    for _ in range(run.sends * 3 + 1000):  # retries and staff alerts send too
-        fake.delay_next("sendMessage", run.rng.uniform(low, high))
-
-
 # --- the process --------------------------------------------------------------------------------
 
 
 def environment(fake: FakeTelegram, run: Run) -> dict[str, str]:
     """The developer's environment minus every key and channel setting, plus ours."""
-    keep = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.endswith(("_API_KEY", "_BASE_URL"))
-        and not name.startswith(("LLM_", "TELEGRAM_", "IMAP_", "SMTP_", "EMAIL_"))
-        and name not in {"DATABASE_URL", "DEFAULT_AGENT", "WORKER_ID"}
-    }
-    return keep | {
+    return clean_environment() | {
         "DATABASE_URL": run.database_url,
         "LLM_PROVIDER": "offline",
         "TELEGRAM_BOT_TOKEN": fake.token,
@@ -178,40 +163,14 @@ def environment(fake: FakeTelegram, run: Run) -> dict[str, str]:
     }
 
 
-async def start(env: dict[str, str], run: Run) -> asyncio.subprocess.Process:
-    run.starts += 1
-    with (run.workdir / f"crmbot-{run.starts}.log").open("wb") as log:  # the child keeps a copy
-        return await asyncio.create_subprocess_exec(
-            CRMBOT,
-            "run",
-            env=env,
-            cwd=run.workdir,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-        )
-
-
-async def stop(process: asyncio.subprocess.Process, how: signal.Signals) -> None:
-    if process.returncode is None:
-        process.send_signal(how)
-        try:
-            await asyncio.wait_for(process.wait(), timeout=30)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-
 async def server_reaches(
-    fake: FakeTelegram, count: int, db: Database, process: Process, run: Run
+    fake: FakeTelegram, count: int, db: Database, bot: BotProcess, run: Run
 ) -> bool:
     """Wait until the server has acted on `count` bench items; False if the outbox settled
     first (items left unknown never reach it, so a later kill moment may never come)."""
     polls = 0
     while len(delivered(fake)) < count:
-        if process.returncode is not None:
-            log = (run.workdir / f"crmbot-{run.starts}.log").read_text(errors="replace")
-            raise RuntimeError(f"crmbot exited with {process.returncode}:\n{log[-3000:]}")
+        bot.check_running()
         polls += 1
         if polls % 25 == 0 and await settled(db, run):
             return False
@@ -219,36 +178,33 @@ async def server_reaches(
     return True
 
 
-async def crash_and_restart(fake: FakeTelegram, db: Database, run: Run) -> None:
+async def crash_and_restart(fake: FakeTelegram, db: Database, bot: BotProcess, run: Run) -> None:
     """Kill the bot when each seeded share of the sends has reached the server; restart it."""
-    env = environment(fake, run)
     thresholds = sorted(run.rng.sample(range(1, run.sends), run.kills))
-    process = await start(env, run)
+    await bot.start()
     try:
         for threshold in thresholds:
-            if not await server_reaches(fake, threshold, db, process, run):
+            if not await server_reaches(fake, threshold, db, bot, run):
                 break
             await asyncio.sleep(run.rng.uniform(0, 0.3))
-            await stop(process, signal.SIGKILL)
-            run.killed += 1
-            process = await start(env, run)
+            await bot.kill_and_restart()
         while not run.settled:
             run.settled = await settled(db, run)  # polled: the state is in another process
             await asyncio.sleep(0.5)
     finally:
-        await stop(process, signal.SIGTERM)
+        await bot.stop()
 
 
 # --- the figures --------------------------------------------------------------------------------
 
 
-def report(run: Run, at_server: Counter[int], found: dict[int, str]) -> None:
+def report(run: Run, bot: BotProcess, at_server: Counter[int], found: dict[int, str]) -> None:
     never = [n for n in range(run.sends) if at_server[n] == 0]
     unknown = [n for n, status in found.items() if status == "unknown"]
     lost_by = Counter(found.get(n, "never queued") for n in never)
     print(
-        f"seed {run.seed}: {run.sends} sends to {run.chats} chats, {run.killed} kills "
-        f"({run.starts} starts), queued {'all at once' if run.rate <= 0 else f'{run.rate:g}/s'},"
+        f"seed {run.seed}: {run.sends} sends to {run.chats} chats, {bot.kills} kills "
+        f"({bot.starts} starts), queued {'all at once' if run.rate <= 0 else f'{run.rate:g}/s'},"
         f" latency {run.latency[0] * 1000:.0f}-{run.latency[1] * 1000:.0f} ms, "
         f"LEASE_SECONDS={run.lease_seconds:g}, {run.database_url.split(':', 1)[0]}"
     )
@@ -274,34 +230,23 @@ async def main(run: Run, time_limit: float) -> int:
         chats = await create_chats(db, run.chats)
         async with FakeTelegram() as fake:
             fake.add_supergroup(STAFF_CHAT, "Staff")
-            add_latency(fake, run)
+            add_latency(fake, run.rng, run.latency, run.sends * 3 + 1000)  # and retries, alerts
+            bot = BotProcess(environment(fake, run), run.workdir)
             started = time.monotonic()
             feeder = asyncio.create_task(feed(db, run, chats))
             try:
-                await asyncio.wait_for(crash_and_restart(fake, db, run), time_limit)
+                await asyncio.wait_for(crash_and_restart(fake, db, bot, run), time_limit)
             except TimeoutError:
                 pass  # reported as not settled
             finally:
                 feeder.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await feeder
-            report(run, delivered(fake), await statuses(db))
+            report(run, bot, delivered(fake), await statuses(db))
             print(f"took {time.monotonic() - started:.0f} s")
     finally:
         await db.dispose()
     return 0 if run.settled else 1
-
-
-def loopback_only(url: str) -> str:
-    host = make_url(url).host
-    if host not in (None, "", "localhost") and not ipaddress.ip_address(host).is_loopback:
-        raise SystemExit(f"--database-url must be on 127.0.0.1, not {host}")
-    return url
-
-
-def parse_latency(text: str) -> tuple[float, float]:
-    low, _, high = text.partition("-")
-    return float(low) / 1000, float(high or low) / 1000
 
 
 if __name__ == "__main__":

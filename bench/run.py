@@ -38,10 +38,23 @@ from bench.results_io import Record, check_target, read_results
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-MODULES = ("telegram", "engine", "frameworks", "sending", "concurrency", "data_scale", "kb")
+MODULES = (
+    "telegram",
+    "engine",
+    "frameworks",
+    "sending",
+    "concurrency",
+    "data_scale",
+    "kb",
+    "workers",
+    "crash",
+)
 BOTH_BACKENDS_IN_ONE_RUN = frozenset({"telegram"})
 """Modules that, given a PostgreSQL URL, measure SQLite too in the same run (the telegram
 benchmark compares both with one floor run), so they are started once, with the URL."""
+POSTGRES_ONLY = frozenset({"workers"})
+"""Modules that need PostgreSQL (several worker processes on one database): started once,
+with the URL, and not at all without one."""
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = RESULTS_DIR.parent.parent
 TAIL_LINES = 25
@@ -80,6 +93,9 @@ def plan(modules: list[str], database_url: str | None) -> list[tuple[str, str, s
     """(module, backend label, URL to pass) for every subprocess to start, in order."""
     runs: list[tuple[str, str, str | None]] = []
     for module in modules:
+        if module in POSTGRES_ONLY:
+            runs += [(module, "postgresql", database_url)] if database_url else []
+            continue
         if database_url and module in BOTH_BACKENDS_IN_ONE_RUN:
             runs.append((module, "sqlite + postgresql", database_url))
             continue

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -33,13 +34,15 @@ from bot.desk.proactive import ProactiveRules
 from bot.desk.staff import alert_staff
 from bot.store import outbox
 from bot.store.audit import AuditLog
-from bot.store.db import Database, Tx
+from bot.store.db import Database, Tx, is_transient
 from bot.store.leases import Lease
 from bot.store.models import Contact, OutboxItem
 from bot.store.types import utcnow
 from channels.base import Channel, DeliveryResult, Failed, RetryLater, Sent, Unknown
 
 log = logging.getLogger("bot.delivery")
+RECORD_RETRY = Backoff(initial=0.2, maximum=5.0)
+"""How a send's outcome is written again while the database cannot take it."""
 
 
 class OutboxWorker:
@@ -165,10 +168,33 @@ class OutboxWorker:
             return Unknown(f"{type(error).__name__}: {error}")
 
     async def _record(self, item: OutboxItem, result: DeliveryResult) -> None:
-        """Write the outcome of one send, in a transaction of its own, as soon as it is known."""
-        async with self.db.transaction() as session:
-            if await self._apply(session, item, result):
-                await self._audit_delivery(session, item, result)
+        """Write the outcome of one send, in a transaction of its own, as soon as it is known.
+
+        The outcome is known here and nowhere else: when the database cannot take it (locked,
+        restarting, connection lost), it is written again until the claim runs out, not
+        dropped. Dropped, the item would stay `sending` until its claim expired, then count
+        as lost mid-send: a message that did arrive flagged to staff as "may not have", and
+        the conversation's next replies held up behind it all that time.
+        """
+        deadline = asyncio.get_running_loop().time() + self.claim_seconds
+        for attempt in itertools.count(1):
+            try:
+                async with self.db.transaction() as session:
+                    if await self._apply(session, item, result):
+                        await self._audit_delivery(session, item, result)
+                return
+            except Exception as error:
+                wait = RECORD_RETRY.delay(attempt)
+                if not is_transient(error) or asyncio.get_running_loop().time() + wait > deadline:
+                    raise
+                log.warning(
+                    "outbox %s: could not record %s (%s); again in %.1fs",
+                    item.id,
+                    type(result).__name__,
+                    type(error).__name__,
+                    wait,
+                )
+                await asyncio.sleep(wait)
 
     async def _apply(self, session: Tx, item: OutboxItem, result: DeliveryResult) -> bool:
         """Move the item on after `result`; False when it is not worth an audit record."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, tuple_, update
+from sqlalchemy import and_, func, or_, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -288,29 +288,39 @@ async def conversations_with_pending(session: AsyncSession, limit: int = 100) ->
 async def run_history(
     session: AsyncSession, conversation_id: int, answering: Sequence[int], limit: int = 20
 ) -> list[Message]:
-    """What a run answering the inbound messages `answering` may see, oldest first.
+    """What a run answering the inbound messages `answering` may see, oldest first, with the
+    messages it answers last.
 
-    The run's watermark is the newest of them: nothing after it, and no other inbound message
-    still waiting (one recorded while the run started is answered by the next run, which is
-    the one that marks it handled). So a run sees exactly the messages it answers.
+    The run's watermark is the newest of them: no inbound message after it, and no other
+    inbound message still waiting (one recorded while the run started is answered by the next
+    run, which is the one that marks it handled). So a run sees exactly the messages it
+    answers. Everything we said is shown, though: a reply an earlier run queued after the
+    contact wrote these messages (two messages at once, answered one by one) is part of the
+    conversation, and a run that missed it would ask its question again. The messages being
+    answered come last, as the turn the model replies to.
     """
     if not answering:
         return await recent_messages(session, conversation_id, limit)
+    watermark = max(answering)
     query = (
         select(Message)
         .where(
             Message.conversation_id == conversation_id,
-            Message.id <= max(answering),
             or_(
                 Message.direction != "in",
-                Message.handled_at.is_not(None),
-                Message.id.in_(list(answering)),
+                and_(
+                    Message.id <= watermark,
+                    or_(Message.handled_at.is_not(None), Message.id.in_(list(answering))),
+                ),
             ),
         )
         .order_by(Message.id.desc())
         .limit(limit)
     )
-    return list(reversed((await session.execute(query)).scalars().all()))
+    newest_first = (await session.execute(query)).scalars().all()
+    answered = set(answering)
+    seen = [m for m in reversed(newest_first) if m.id not in answered]
+    return seen + [m for m in reversed(newest_first) if m.id in answered]
 
 
 async def recent_messages(

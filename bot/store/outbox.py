@@ -257,8 +257,8 @@ async def mark_sent(
 ) -> None:
     now = now or utcnow()
     item = await session.get(OutboxItem, item_id)
-    if item is None:
-        return
+    if item is None or item.status == "sent":
+        return  # written again after a commit whose answer was lost: once is enough
     item.status, item.sent_at, item.external_id = "sent", now, external_id
     item.attempts += 1
     if item.message_id is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.messages import ModelRequest, UserText
+from agents.messages import AssistantTurn, ModelRequest, UserText
 from bot.store.inbox import pending_messages
 from bot.store.models import Message, OutboxItem
 from tests.support.harness import Harness
@@ -42,6 +42,35 @@ async def test_a_message_recorded_as_a_run_starts_is_answered_by_the_next_run_on
     assert await _pending(harness, conversation_id) == []
     replies = await harness.rows(OutboxItem, OutboxItem.channel == "console")
     assert [r.text for r in replies] == ["reply 1", "reply 2"]  # one reply per message
+
+
+async def test_the_next_run_sees_the_reply_queued_after_its_message_and_answers_last(
+    harness: Harness,
+) -> None:
+    """Found by the several-workers harness: two messages at once, answered one by one. The
+    first run's reply is newer than the second message, and the second run, whose history
+    stopped at its watermark, did not see it: it asked the same question again."""
+    model = FunctionModel(lambda request: turn(f"reply {len(model.requests)}"))
+    harness.use_model(model)
+    conversation_id = await harness.receive("first question")
+    taken = await _pending(harness, conversation_id)
+    await harness.receive("second question")
+    await harness.app.runner.handle_inbound(conversation_id, taken)
+
+    await harness.app.runner.handle_inbound(
+        conversation_id, await _pending(harness, conversation_id)
+    )
+
+    shown = [
+        ("user", m.text) if isinstance(m, UserText) else ("assistant", m.text)
+        for m in model.requests[1].messages
+        if isinstance(m, UserText | AssistantTurn) and m.text
+    ]
+    assert shown[-3:] == [
+        ("user", "first question"),
+        ("assistant", "reply 1"),
+        ("user", "second question"),  # the message the run answers is the last turn
+    ]
 
 
 async def test_a_trigger_word_in_a_message_that_arrives_mid_run_is_never_missed(

@@ -167,7 +167,7 @@ async def test_words_that_name_no_time_do_not_book_a_meeting(harness: Harness) -
     # The contact did write "yes, book me then", but it names no time: a model could pin it
     # on any slot it liked.
     later = utcnow() + timedelta(days=2)
-    slot = free_slots(harness.app.runner.hours, now=later, working_days=1, booked=[])[0]
+    slot = free_slots(harness.app.runner.hours, now=later, working_days=2, booked=[])[0]
     book = call(
         "schedule_meeting", {"starts_at": slot.isoformat(), "contact_quote": "yes, book me then"}
     )
@@ -192,7 +192,7 @@ def test_a_time_is_named_in_the_ways_people_write_it() -> None:
 async def test_meeting_the_contact_proposed_is_booked_once(harness: Harness) -> None:
     # Meetings are booked only on free slots of the working hours: one a few days ahead.
     later = utcnow() + timedelta(days=2)
-    slot = free_slots(harness.app.runner.hours, now=later, working_days=1, booked=[])[0]
+    slot = free_slots(harness.app.runner.hours, now=later, working_days=2, booked=[])[0]
     when, said = slot.isoformat(), f"{slot:%A} at {slot:%H:%M} works"
     book = call("schedule_meeting", {"starts_at": when, "contact_quote": said})
     model = ScriptedModel(turn("", book), turn("", book), turn("", call("finish")))

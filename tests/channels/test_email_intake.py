@@ -23,6 +23,7 @@ from tests.support.mail_servers import (
     make_mail,
     self_signed_certificate,
 )
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.telegram_rig import eventually
 
 ANN = "ann@prospect.test"
@@ -360,4 +361,57 @@ async def test_a_refused_login_is_logged_and_retried_without_stopping_the_app(
         finally:
             await email_rig.stop()
     finally:
+        server.stop()
+
+
+async def test_a_connection_cut_in_the_middle_of_a_fetch_loses_and_repeats_nothing(
+    database_url: str, dovecot_server: Dovecot, mail_user: MailUser, smtp: SmtpSink
+) -> None:
+    async with TcpProxy(dovecot_server.port) as proxy:
+        email_rig = EmailRig(database_url, dovecot_server, mail_user, smtp, imap_port=proxy.port)
+        await email_rig.start(echo_model())
+        try:
+            # The server has sent the FETCH answer's first bytes, up to the subject, when the
+            # connection resets: the mail is half read, and not yet recorded.
+            proxy.cut_when(b"Subject: Cut mid-fetch")
+            email_rig.deliver(make_mail("Whole?", subject="Cut mid-fetch", message_id="<c@x>"))
+            await eventually(lambda: smtp.to(ANN), within=15)
+            assert proxy.cuts == 1
+            email_rig.deliver(make_mail("Next", sender="bo@b.test", message_id="<n@x>"))
+            await eventually(lambda: smtp.to("bo@b.test"), within=15)
+            await asyncio.sleep(0.3)  # a duplicate would show up by now
+            assert len(smtp.to(ANN)) == 1
+            assert sorted(m.text for m in await email_rig.inbound()) == [
+                "Subject: Cut mid-fetch\n\nWhole?",
+                "Subject: Pricing question\n\nNext",
+            ]
+        finally:
+            await email_rig.stop()
+
+
+async def test_a_restarted_imap_server_is_reconnected_to_and_nothing_is_lost_or_repeated(
+    database_url: str, smtp: SmtpSink
+) -> None:
+    if not Dovecot.available():
+        pytest.skip("dovecot is not installed (`make system-deps` installs dovecot-imapd)")
+    server = Dovecot(idle=True)  # a server of its own: the test takes it down
+    server.start()
+    user = server.new_user()
+    email_rig = EmailRig(database_url, server, user, smtp)
+    await email_rig.start(echo_model())
+    try:
+        email_rig.deliver(make_mail("Before", message_id="<before@x>"))
+        await eventually(lambda: smtp.to(ANN))
+        port = server.port
+        server.halt()  # connections drop; reconnecting is refused while it is down
+        await asyncio.sleep(1.5)
+        server.start()
+        assert server.port == port
+        email_rig.deliver(make_mail("After", sender="bo@b.test", message_id="<after@x>"))
+        await eventually(lambda: smtp.to("bo@b.test"), within=20)
+        await asyncio.sleep(0.3)
+        assert len(smtp.to(ANN)) == 1 and len(smtp.to("bo@b.test")) == 1
+        assert len(await email_rig.inbound()) == 2
+    finally:
+        await email_rig.stop()
         server.stop()

@@ -22,7 +22,7 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 from aiohttp import web
@@ -84,6 +84,7 @@ class FakeTelegram(BotApi):
         self.base_file_url = ""
         self._faults: dict[str, deque[ApiError]] = {}
         self._delays: dict[str, deque[float]] = {}
+        self._resets: dict[str, deque[bool]] = {}
         self._changed = asyncio.Event()
         self._closing = asyncio.Event()
         self._poller = 0
@@ -179,6 +180,15 @@ class FakeTelegram(BotApi):
         """
         self._delays.setdefault(method.lower(), deque()).extend([seconds] * times)
 
+    def reset_next(self, method: str, *, after_acting: bool, times: int = 1) -> None:
+        """Cut the TCP connection of the next `times` calls of `method` with no answer.
+
+        `after_acting`: the server acted first (the message was delivered, then the connection
+        dropped); otherwise it cut the connection as soon as the request was read. The client
+        cannot tell the two apart, which is why a send cut this way is never resent.
+        """
+        self._resets.setdefault(method.lower(), deque()).extend([after_acting] * times)
+
     # Webhook mode
 
     async def webhook_post(self, url: str, update: JSON, secret: str | None = None) -> int:
@@ -206,12 +216,18 @@ class FakeTelegram(BotApi):
         method = request.match_info["method"]
         call = Call(method, await _read_params(request), time.monotonic())
         self.calls.append(call)
+        if (resets := self._resets.get(method.lower())) and not resets[0]:
+            resets.popleft()
+            _cut(request)
         try:
             result = await self._dispatch(request.match_info["token"], method, call.params)
         except ApiError as error:
             call.status, body = error.status, error.body()
         else:
             call.status, body = 200, {"ok": True, "result": result}
+        if (resets := self._resets.get(method.lower())) and resets[0]:
+            resets.popleft()
+            _cut(request)
         if delays := self._delays.get(method.lower()):
             await self._sleep(delays.popleft())
         return web.json_response(body, status=call.status)
@@ -288,6 +304,14 @@ class FakeTelegram(BotApi):
 
         self.pending = [update for update in self.pending if allowed(update)]
         return self.pending
+
+
+def _cut(request: web.Request) -> NoReturn:
+    """Drop the connection at once (a reset, not a clean close) and answer nothing."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    raise ConnectionResetError("the fake cut the connection")
 
 
 async def _read_params(request: web.Request) -> JSON:

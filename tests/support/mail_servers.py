@@ -173,6 +173,14 @@ service anvil {{
     def _log_text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
 
+    def halt(self) -> None:
+        """Stop the server and keep its mail, to `start()` it again on the same port (a
+        restart, or an outage of the length the caller waits)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
