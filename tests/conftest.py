@@ -20,8 +20,10 @@ from sqlalchemy import URL, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.store.db import Database
+from tests.support.fake_telegram import FakeTelegram
 from tests.support.harness import Harness
 from tests.support.pg_reset import Snapshot
+from tests.support.telegram_rig import STAFF_CHAT
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -184,3 +186,11 @@ async def db(database_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.dispose()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    """The fake Bot API on 127.0.0.1, with the staff group (a forum supergroup) in it."""
+    async with FakeTelegram() as server:
+        server.add_supergroup(STAFF_CHAT, "Staff")
+        yield server

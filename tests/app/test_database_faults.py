@@ -15,7 +15,6 @@ import asyncio
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select, text
@@ -29,16 +28,9 @@ from tests.channels.conftest import texts
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.models import FunctionModel, turn
 from tests.support.tcp_proxy import TcpProxy
-from tests.support.telegram_rig import STAFF_CHAT, TelegramRig, eventually
+from tests.support.telegram_rig import TelegramRig, eventually
 
 USERS = range(600, 610)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        server.add_supergroup(STAFF_CHAT, "Staff")
-        yield server
 
 
 def _model() -> FunctionModel:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from bot.store.models import AuditEvent, Message, StaffMember
 from tests.app.test_cli import Crmbot, error_line
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.harness import Harness
-from tests.support.telegram_rig import ADMIN_ID, STAFF_CHAT, TelegramRig, eventually
+from tests.support.telegram_rig import ADMIN_ID, TelegramRig, eventually
 
 ADMIN = Admin("telegram:1")
 
@@ -143,13 +142,6 @@ async def test_agent_and_audit_go_through_the_same_door(admins: AdminCommands) -
 
 
 # On Telegram
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        server.add_supergroup(STAFF_CHAT, "Staff")
-        yield server
 
 
 async def test_staff_command_on_telegram_is_answered_and_in_the_menu(

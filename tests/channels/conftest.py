@@ -7,14 +7,7 @@ import pytest
 from tests.support.email_rig import EmailRig, echo_model
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.mail_servers import Dovecot, MailUser, SmtpSink
-from tests.support.telegram_rig import STAFF_CHAT, TelegramRig
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        server.add_supergroup(STAFF_CHAT, "Staff")
-        yield server
+from tests.support.telegram_rig import TelegramRig
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ Bob or his secret.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -126,13 +125,6 @@ async def test_no_tool_shows_ann_s_run_anything_of_bob_s(harness: Harness, tool_
 
 
 ANN, BOB = 801, 802
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        server.add_supergroup(STAFF_CHAT, "Staff")
-        yield server
 
 
 async def test_no_command_a_prospect_types_shows_her_another_contact_s_messages(

@@ -23,16 +23,13 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from sqlalchemy import text, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import update
 
 from bot.store.contacts import Identity, resolve_contact
 from bot.store.conversations import open_conversation
@@ -93,30 +90,6 @@ def agent_definitions() -> list[dict[str, Any]]:
 
 
 # --- the database -------------------------------------------------------------------------------
-
-
-async def _admin(url: str, statement: str) -> None:
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(server_url: str, name: str) -> AsyncIterator[str]:
-    """A new, empty database `name` on the PostgreSQL server of `server_url`, dropped after."""
-    base = make_url(server_url)
-    if base.get_backend_name() != "postgresql":
-        raise ValueError("several workers need PostgreSQL: give a postgresql+asyncpg:// URL")
-    admin = base.render_as_string(hide_password=False)
-    await _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await _admin(admin, f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        await _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- the processes ------------------------------------------------------------------------------

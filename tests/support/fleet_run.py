@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import re
 import statistics
@@ -21,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from bench.concurrency import scratch_database
 from bot.store.db import Database
 from bot.store.models import Lease, OutboxItem
 from tests.support.fake_telegram import FakeTelegram
-from tests.support.fleet import STAFF_CHAT, Fleet, Mode, Worker, prepare, scratch_database
+from tests.support.fleet import STAFF_CHAT, Fleet, Mode, Worker, prepare
 from tests.support.fleet_load import (
     Customer,
     PollingDelivery,
@@ -106,8 +107,9 @@ class Outcome:
 
 
 async def run_case(case: Case, workdir: Path) -> Outcome:
-    name = f"crmbot_workers_{os.getpid()}_{int(time.time() * 1000) % 10**8}"
-    async with scratch_database(case.server_url, name) as url, FakeTelegram() as fake:
+    if make_url(case.server_url).get_backend_name() != "postgresql":
+        raise ValueError("several workers need PostgreSQL: give a postgresql+asyncpg:// URL")
+    async with scratch_database(case.server_url) as url, FakeTelegram() as fake:
         fake.add_supergroup(STAFF_CHAT, "Staff")
         fleet = Fleet(fake, url, workdir, case.mode, case.lease_seconds, dict(case.extra_env))
         await prepare(fleet, case.scheduled)
