@@ -353,6 +353,13 @@ class Progress:
         """Everything given is recorded and answered, nothing is queued, no wake-up is due."""
         return self.recorded == expected and self.unanswered == self.queued == self.due == 0
 
+    def left(self, expected: int) -> str:
+        """What stands between this state and settled, for a stalled run's report."""
+        return (
+            f"{expected - self.recorded} not recorded, {self.unanswered} unanswered, "
+            f"{self.queued} queued, {self.due} wake-ups due"
+        )
+
     @property
     def answering(self) -> tuple[int, int, int]:
         """What moves while messages are still being answered (check-ins move every minute
@@ -388,7 +395,7 @@ async def progress(db: Database, due_soon: float) -> Progress:
 
 
 async def reach(
-    found: Servers, threshold: int, bot: BotProcess, db: Database, done: asyncio.Future[bool]
+    found: Servers, threshold: int, bot: BotProcess, db: Database, done: asyncio.Future[Progress]
 ) -> bool:
     """Wait until the servers have `threshold` messages from the bot; False if the run
     settled first."""
@@ -410,28 +417,28 @@ async def crash_and_restart(
     rng: random.Random,
     inbound: list[Inbound],
     feeder: asyncio.Task[None],
-) -> bool:
-    """Kill at each seeded moment and restart at once; then wait for the run to settle (True)
-    or stall (False)."""
+) -> Progress:
+    """Kill at each seeded moment and restart at once; then wait for the run to settle or
+    stall. The store's state at the end: settled, or what was left when it stalled."""
     top = max(int(workload.messages * workload.kill_within), workload.kills + 1)
     thresholds = sorted(rng.sample(range(1, top), workload.kills))
     jitters = [rng.uniform(0, 0.5) for _ in thresholds]
     loop = asyncio.get_running_loop()
-    done: asyncio.Future[bool] = loop.create_future()
+    done: asyncio.Future[Progress] = loop.create_future()
 
     async def watch() -> None:
-        """Settled (True), or stalled (False): nothing answered for `stall_seconds` while
-        something given is still missing, so it will never settle."""
+        """Settled, or stalled: nothing answered for `stall_seconds` while something given is
+        still missing, so it will never settle."""
         last, since = None, loop.time()
         while True:  # polled: the state is in another process
             if feeder.done():
                 now = await progress(db, workload.due_soon)
                 if now.settled(len(inbound)):
-                    return done.set_result(True)
+                    return done.set_result(now)
                 if now.answering != last:
                     last, since = now.answering, loop.time()
                 elif loop.time() - since > workload.stall_seconds:
-                    return done.set_result(False)
+                    return done.set_result(now)
             await asyncio.sleep(0.5)
 
     watcher = asyncio.create_task(watch())
@@ -477,11 +484,14 @@ async def run(workload: Workload, database_url: str, workdir: Path) -> Outcome:
         feeder = asyncio.create_task(feed(found, inbound, workload.rate, posts))
         ending = "timed out"
         try:
-            is_settled = await asyncio.wait_for(
+            final = await asyncio.wait_for(
                 crash_and_restart(found, bot, db, workload, rng, inbound, feeder),
                 workload.time_limit,
             )
-            ending = "settled" if is_settled else "stalled"
+            if final.settled(len(inbound)):
+                ending = "settled"
+            else:
+                ending = f"stalled with {final.left(len(inbound))}"
             await linger(bot, workload.linger)
         except TimeoutError:
             pass  # reported as not settled

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -249,9 +250,9 @@ class Scheduler:
         """Tick at every job's slots and every `SCHEDULER_TICK_SECONDS`, until cancelled."""
         clock = AsyncIOScheduler(timezone="UTC")
         clock.add_job(
-            self._tick_and_refresh,
+            self._clock_job,
             IntervalTrigger(seconds=self.settings.scheduler_tick_seconds),
-            args=[clock],
+            args=[functools.partial(self._tick_and_refresh, clock)],
             id="tick",
             coalesce=True,
             max_instances=1,
@@ -261,10 +262,14 @@ class Scheduler:
         try:
             await asyncio.Event().wait()  # the clock's jobs do the work, until cancelled
         finally:
+            # A tick in progress finishes its runs, like the dispatcher's do: the clock is
+            # paused first, because shutting it down cancels the jobs it is running.
+            with contextlib.suppress(Exception):
+                clock.pause()
+            async with self._ticking:
+                pass
             with contextlib.suppress(Exception):
                 clock.shutdown(wait=False)
-            async with self._ticking:
-                pass  # a tick in progress finishes its runs, like the dispatcher's do
 
     async def _tick_and_refresh(self, clock: AsyncIOScheduler) -> None:
         await self._tick_logged()
@@ -289,8 +294,9 @@ class Scheduler:
                 continue
             trigger = ScheduleTrigger.model_validate(job.trigger)
             clock.add_job(
-                self._tick_logged,
+                self._clock_job,
                 aps_trigger(trigger),
+                args=[self._tick_logged],
                 id=f"slot:{name}",
                 coalesce=True,
                 max_instances=1,
@@ -303,3 +309,13 @@ class Scheduler:
             await self.tick()
         except Exception:
             log.exception("scheduler tick failed; the next one retries")
+
+    @staticmethod
+    async def _clock_job(work: Callable[[], Awaitable[None]]) -> None:
+        """Runs `work` as one of the clock's jobs. Shutting the clock down cancels the jobs it
+        runs, and it logs a cancelled job as a crash, with its traceback; by then a tick in
+        progress has finished (see `run_forever`), so what is cancelled had not started."""
+        try:
+            await work()
+        except asyncio.CancelledError:
+            log.info("scheduler tick cancelled at shutdown; the next start runs it")

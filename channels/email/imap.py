@@ -38,9 +38,9 @@ from channels.email.intake import FetchedMail, NotSentYet
 log = logging.getLogger("channels.email")
 T = TypeVar("T")
 Handler = Callable[[Tx, FetchedMail], Awaitable[int | None]]
+"""Stores one message inside the cursor's transaction; returns a conversation to answer."""
 Unreadable = Callable[[Tx, FetchedMail, str], Awaitable[None]]
 """Sets a message aside that `Handler` failed on (the data's fault, not the database's)."""
-"""Stores one message inside the cursor's transaction; returns a conversation to answer."""
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 RESYNC_MARGIN = timedelta(days=1)
 SETTLE_TRIES, SETTLE_SECONDS = 20, 0.25
@@ -96,6 +96,41 @@ def imap_date(moment: datetime) -> str:
     return f"{moment.day:02d}-{MONTHS[moment.month - 1]}-{moment.year}"
 
 
+class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]  # untyped
+    """Tells the reader of every EXISTS. aioimaplib files an untagged response under the
+    command waiting for it and drops one no command waits for, as it does an EXISTS that
+    comes with the answer to UID STORE or UID FETCH."""
+
+    def __init__(self, *args: Any, on_exists: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_exists = on_exists
+
+    def _untagged_response(self, line: bytes) -> Any:
+        if line.rstrip().endswith(b" EXISTS"):
+            self.on_exists()
+        return super()._untagged_response(line)
+
+
+class _Client(aioimaplib.IMAP4):  # type: ignore[misc]  # untyped
+    def __init__(self, *, on_exists: Callable[[], None], **kwargs: Any) -> None:
+        self._on_exists = on_exists
+        super().__init__(**kwargs)
+
+    def create_client(
+        self,
+        host: str,
+        port: int,
+        loop: asyncio.AbstractEventLoop | None,
+        conn_lost_cb: Callable[[Exception | None], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        running = loop or asyncio.get_running_loop()
+        self.protocol = _Protocol(running, conn_lost_cb, on_exists=self._on_exists)
+        self._client_task = running.create_task(
+            running.create_connection(lambda: self.protocol, host, port, ssl=ssl_context)
+        )
+
+
 class Connection:
     """One IMAP session, every wait bounded and cut short when the socket drops."""
 
@@ -104,10 +139,17 @@ class Connection:
         self.client: Any = None
         self.uidvalidity = 0
         self.uidnext = 0
+        self.announced = False
+        """The server announced new mail since the last search began. It announces it once, in
+        the answer to whatever command is running, so mail announced while the reader catches
+        up is not announced again in IDLE."""
         self._lost = asyncio.Event()
 
     def _on_lost(self, error: Exception | None) -> None:
         self._lost.set()
+
+    def _on_exists(self) -> None:
+        self.announced = True
 
     async def _call(self, awaitable: Awaitable[T], within: float | None = None) -> T:
         task = asyncio.ensure_future(awaitable)
@@ -129,12 +171,13 @@ class Connection:
         """Connect, log in and select the mailbox."""
         c = self.config
         context = (c.ssl_context or ssl.create_default_context()) if c.tls else None
-        self.client = aioimaplib.IMAP4(
+        self.client = _Client(
             host=c.host,
             port=c.port,
             timeout=c.timeout,
             conn_lost_cb=self._on_lost,
             ssl_context=context,
+            on_exists=self._on_exists,
         )
         await self._call(self.client.wait_hello_from_server())
         login = await self._call(self.client.login(c.user, c.password))
@@ -153,6 +196,7 @@ class Connection:
 
     async def search(self, criteria: str) -> list[int]:
         """UIDs matching `criteria`, ascending."""
+        self.announced = False  # what was announced before it is in its answer
         response = _check(
             await self._call(self.client.uid_search(criteria, charset=None)), "SEARCH"
         )
@@ -287,13 +331,17 @@ class MailboxReader:
                 "IDLE" if connection.can_idle else f"polling every {self.config.poll_seconds}s",
             )
             while True:
-                if connection.can_idle:
-                    await connection.idle(self.config.idle_seconds, self._keep_lease)
-                else:
-                    await connection.pause(self.config.poll_seconds, self._keep_lease)
+                if not connection.announced:  # else it came while catching up: look again
+                    await self._wait(connection)
                 await self._catch_up(connection)
         finally:
             await connection.close()
+
+    async def _wait(self, connection: Connection) -> None:
+        if connection.can_idle:
+            await connection.idle(self.config.idle_seconds, self._keep_lease)
+        else:
+            await connection.pause(self.config.poll_seconds, self._keep_lease)
 
     async def _keep_lease(self) -> None:
         if not await self.lease.renew_if_due():

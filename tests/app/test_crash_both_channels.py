@@ -37,8 +37,8 @@ async def test_three_sigkills_on_both_channels_lose_nothing_double_nothing_and_f
         seed=7,
         rate=6.0,
         latency=(0.5, 0.8),
-        # The feed goes on well after the last restart: mail that reaches the mailbox while
-        # the reader catches up after a restart is only read when the next mail comes.
+        # The kills fall in the first half of the feed: each restarted process catches up
+        # while new messages keep coming on both channels.
         kill_within=0.5,
         time_limit=75,
         stall_seconds=20,

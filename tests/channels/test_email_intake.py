@@ -415,3 +415,32 @@ async def test_a_restarted_imap_server_is_reconnected_to_and_nothing_is_lost_or_
     finally:
         await email_rig.stop()
         server.stop()
+
+
+async def test_mail_that_arrives_while_the_reader_catches_up_is_read_without_waiting_for_more(
+    database_url: str, dovecot_idle: Dovecot, idle_user: MailUser, smtp: SmtpSink
+) -> None:
+    """Found by the crash harness: the server announces new mail once, in the answer to
+    whatever command is running. Announced during the catch-up (here: while the first mail is
+    stored), it is not announced again in IDLE, so the reader must look before it waits."""
+    email_rig = EmailRig(database_url, dovecot_idle, idle_user, smtp)
+    await email_rig.start(echo_model())
+    assert email_rig.service is not None
+    reader = email_rig.service.reader
+    original = reader.handle
+
+    async def second_arrives_meanwhile(session: Any, mail: FetchedMail) -> int | None:
+        if mail.uid == 1:
+            await asyncio.to_thread(
+                email_rig.deliver, make_mail("Second", sender="bo@b.test", message_id="<2@x>")
+            )
+        return await original(session, mail)
+
+    reader.handle = second_arrives_meanwhile
+    try:
+        email_rig.deliver(make_mail("First", message_id="<1@x>"))
+        await eventually(lambda: smtp.to(ANN))
+        await eventually(lambda: smtp.to("bo@b.test"), within=10)
+        assert len(smtp.to(ANN)) == 1 and len(smtp.to("bo@b.test")) == 1
+    finally:
+        await email_rig.stop()

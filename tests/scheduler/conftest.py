@@ -19,6 +19,7 @@ from bot.store.models import Base, Contact, Message, OutboxItem
 from scheduler.events import EventIntake
 from scheduler.service import Scheduler
 from tests.support.harness import Harness, RecordingChannel
+from tests.support.rows import rows
 
 
 def _a_coming_monday() -> datetime:
@@ -114,9 +115,7 @@ class Proactive:
         return await self.rows(OutboxItem, OutboxItem.automatic.is_(True))
 
     async def rows(self, model: type[Base], *where: Any) -> list[Any]:
-        async with self.db.transaction() as session:
-            query = select(model).where(*where)
-            return list((await session.execute(query)).scalars())
+        return await rows(self.db, model, *where)
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from bot.store import jobs
 from bot.store.models import AuditEvent, JobFiring, Wakeup
 from tests.scheduler.conftest import Proactive, at
@@ -188,3 +190,30 @@ async def test_a_job_for_each_deal_runs_for_the_quiet_open_deals_only(
     ]
     [wakeup] = await proactive.rows(Wakeup)
     assert wakeup.deal_id is not None and wakeup.contact_id == quiet
+
+
+async def test_stopping_the_clock_lets_the_tick_in_progress_finish_without_a_crash_report(
+    proactive: Proactive, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the process tests: shutting the clock down cancelled the tick it was running,
+    halfway through its runs, and the clock logged that as a crash with a traceback."""
+    scheduler = proactive.scheduler
+    started, finished = asyncio.Event(), asyncio.Event()
+    sync = scheduler.sync_jobs
+
+    async def slow_sync() -> list[tuple[str, str]]:
+        started.set()
+        await asyncio.sleep(0.3)  # the process is stopped while the tick is at work
+        changes = await sync()
+        finished.set()
+        return changes
+
+    monkeypatch.setattr(scheduler, "sync_jobs", slow_sync)
+    clock = asyncio.create_task(scheduler.run_forever())
+    await asyncio.wait_for(started.wait(), 5)
+    clock.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await clock
+
+    assert finished.is_set()
+    assert "raised an exception" not in caplog.text and "Traceback" not in caplog.text

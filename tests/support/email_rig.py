@@ -7,8 +7,6 @@ import contextlib
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
-
 from agents import catalog
 from agents.definition import TEMPLATES_DIR
 from agents.providers.base import Provider
@@ -22,6 +20,7 @@ from tests.support.fake_telegram import FakeTelegram
 from tests.support.harness import RecordingChannel
 from tests.support.mail_servers import OUR_ADDRESS, Dovecot, MailUser, SmtpSink
 from tests.support.models import FunctionModel, turn
+from tests.support.rows import rows
 from tests.support.telegram_rig import ALWAYS_OPEN, STAFF_CHAT
 
 FAST_RETRY = Backoff(initial=0.05, maximum=0.3, max_attempts=40)
@@ -131,8 +130,7 @@ class EmailRig:
 
     async def rows(self, model: type[Base], *where: Any) -> list[Any]:
         assert self.app is not None
-        async with self.app.db.transaction() as session:
-            return list((await session.execute(select(model).where(*where))).scalars())
+        return await rows(self.app.db, model, *where)
 
     async def inbound(self) -> list[Message]:
         return await self.rows(Message, Message.direction == "in")

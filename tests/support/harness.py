@@ -6,8 +6,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from agents import catalog
 from agents.definition import AgentDefinition, parse_definition
 from agents.providers.base import Provider
@@ -18,6 +16,7 @@ from bot.store.contacts import Identity
 from bot.store.inbox import InboundMessage, pending_messages, record_inbound
 from bot.store.models import Base
 from channels.base import Channel, DeliveryResult, Sent
+from tests.support.rows import rows
 
 BASE_AGENT: dict[str, Any] = {
     "name": "tester",
@@ -97,5 +96,4 @@ class Harness:
         return outcome
 
     async def rows(self, model: type[Base], *where: Any) -> list[Any]:
-        async with self.db.transaction() as session:
-            return list((await session.execute(select(model).where(*where))).scalars())
+        return await rows(self.db, model, *where)

@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
-
 from agents import catalog
 from agents.definition import TEMPLATES_DIR
 from agents.providers.base import Provider
@@ -19,6 +17,7 @@ from bot.core.settings import Settings
 from bot.store.models import Base
 from channels.telegram.service import TelegramService
 from tests.support.fake_telegram import FakeTelegram
+from tests.support.rows import rows
 
 STAFF_CHAT = -1001234567890
 ADMIN_ID = 7001
@@ -77,8 +76,7 @@ class TelegramRig:
 
     async def rows(self, model: type[Base], *where: Any) -> list[Any]:
         assert self.app is not None
-        async with self.app.db.transaction() as session:
-            return list((await session.execute(select(model).where(*where))).scalars())
+        return await rows(self.app.db, model, *where)
 
 
 async def eventually(check: Callable[[], Any], *, within: float = 10.0) -> Any:
