@@ -90,11 +90,15 @@ class OutboxWorker:
 
     async def deliver_due(self) -> int:
         """One pass over the due items. Returns how many were handed to the channel."""
-        async with self.db.transaction() as session:
-            await self._expire_stale(session)
-            items = await outbox.due_heads(
-                session, self.channel.name, limit=self.batch, now=self.clock()
-            )
+        # A pass is a read: its claims are the writes. A sender that vanished mid-send is rare,
+        # so its items are looked for in the read and only then expired, with a commit.
+        async with self.db.reading() as session:
+            stale = await outbox.any_stale_claims(session)
+            items = [] if stale else await self._due(session)
+        if stale:
+            async with self.db.transaction() as session:
+                await self._expire_stale(session)
+                items = await self._due(session)  # an expired head unblocks its queue
         if not items:
             return 0
         if self._lease is not None:
@@ -116,6 +120,11 @@ class OutboxWorker:
                 await outbox.hold_back(session, paced)
         self._soonest_hold = min(paced.values()) if paced else None
         return sum(outcome is True for outcome in outcomes)
+
+    async def _due(self, session: Tx) -> list[OutboxItem]:
+        return await outbox.due_heads(
+            session, self.channel.name, limit=self.batch, now=self.clock()
+        )
 
     async def _work(self, candidate: OutboxItem, paced: dict[int, float]) -> bool:
         """Pace, claim, send and record one item; True if it was handed to the channel.

@@ -106,8 +106,12 @@ class Dispatcher:
         after: list[Message] | None = None
 
         async def last_look(session: Tx) -> None:
-            # In the run's closing transaction, after its messages are marked answered.
+            # In the run's closing transaction, after its messages are marked answered. A
+            # message notified before this read was committed before it, so the read covers
+            # it: without the discard, each message of a burst would cost the driver one more
+            # pass (a lease taken and given back) that finds nothing.
             nonlocal after
+            self._again.discard(conversation_id)
             after = await pending_messages(session, conversation_id)
             if not after:
                 await leases.release(session, name, self.worker_id)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -313,14 +313,8 @@ async def note_delivery_problem(
         message.meta = {**(message.meta or {}), "delivery": status, "delivery_error": error[:300]}
 
 
-async def expire_stale_claims(session: AsyncSession) -> list[OutboxItem]:
-    """Items whose sender vanished mid-send: mark them `unknown`, never resend blindly.
-
-    A sender is gone when its claim has run out, or sooner, when the lease it holds while its
-    sends are in flight has lapsed: a live worker's heartbeat renews that lease every third of
-    its time. A sender that holds no such lease is judged by its claim alone.
-    """
-    now = utcnow()
+def _stale(now: datetime) -> ColumnElement[bool]:
+    """An item in flight whose sender's claim, or sender lease, has run out."""
     lapsed = (
         select(Lease.name)
         .where(
@@ -331,10 +325,23 @@ async def expire_stale_claims(session: AsyncSession) -> list[OutboxItem]:
         )
         .exists()
     )
-    query = select(OutboxItem).where(
-        OutboxItem.status == "sending", or_(OutboxItem.claimed_until < now, lapsed)
-    )
-    stale = list((await session.execute(query)).scalars())
+    return and_(OutboxItem.status == "sending", or_(OutboxItem.claimed_until < now, lapsed))
+
+
+async def any_stale_claims(session: AsyncSession) -> bool:
+    """Whether `expire_stale_claims` would find anything (a read: no lock, no commit)."""
+    found = await session.scalar(select(OutboxItem.id).where(_stale(utcnow())).limit(1))
+    return found is not None
+
+
+async def expire_stale_claims(session: AsyncSession) -> list[OutboxItem]:
+    """Items whose sender vanished mid-send: mark them `unknown`, never resend blindly.
+
+    A sender is gone when its claim has run out, or sooner, when the lease it holds while its
+    sends are in flight has lapsed: a live worker's heartbeat renews that lease every third of
+    its time. A sender that holds no such lease is judged by its claim alone.
+    """
+    stale = list((await session.execute(select(OutboxItem).where(_stale(utcnow())))).scalars())
     for item in stale:
         item.status = "unknown"
         item.last_error = f"sender {item.claimed_by} stopped mid-send; outcome unknown"

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from bot.store.db import Database
 from bot.store.models import OutboxItem
@@ -190,3 +191,37 @@ async def test_two_workers_reading_the_same_candidates_send_each_item_once(
     assert sorted(delivered) == keys
     assert sum(attempted) == len(keys)
     assert set((await statuses(db, *keys)).values()) == {"sent"}
+
+
+async def test_a_pass_only_reads_unless_a_sender_died_and_then_its_queue_moves_on_at_once(
+    db: Database, chats: list[Chat]
+) -> None:
+    """Passes run after every run and every poll: one that finds nothing to do, or a claim to
+    make, writes nothing itself. A dead sender's item is still expired by the next pass,
+    which then sends what was queued behind it."""
+    ann = chats[0]
+    commits = 0
+
+    def counted(_connection: Any) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(db.engine.sync_engine, "commit", counted)
+    try:
+        idle = worker(db, GatedChannel())
+        assert await idle.deliver_due() == 0
+        assert commits == 0
+
+        await queue(db, ann, "a1")
+        await queue(db, ann, "a2")
+        dying = GatedChannel(hold_send={"a1"})
+        async with in_background(worker(db, dying, worker_id="dead").deliver_due()):
+            await eventually(lambda: dying.started == ["a1"])
+            await time_passes(db, OutboxItem.status == "sending")
+            survivor = GatedChannel()
+            assert await worker(db, survivor).deliver_due() == 1  # in the same pass
+    finally:
+        event.remove(db.engine.sync_engine, "commit", counted)
+
+    assert await statuses(db, "a1", "a2") == {"a1": "unknown", "a2": "sent"}
+    assert survivor.started == ["a2"]

@@ -8,6 +8,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -122,8 +123,17 @@ async def assert_each_message_answered_once_in_order(harness: Harness) -> None:
 
 
 async def test_messages_arriving_during_a_run_are_answered_by_the_next_run_in_order(
-    harness: Harness, probe: ConcurrencyProbe
+    harness: Harness, probe: ConcurrencyProbe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    acquisitions = 0
+    try_acquire = leases.try_acquire
+
+    async def counted(*args: Any, **kwargs: Any) -> bool:
+        nonlocal acquisitions
+        acquisitions += 1
+        return await try_acquire(*args, **kwargs)
+
+    monkeypatch.setattr(leases, "try_acquire", counted)
     probe.gate = gate = asyncio.Event()
     dispatcher = harness.app.dispatcher
     dispatcher.notify(await harness.receive("message 0"))
@@ -136,6 +146,9 @@ async def test_messages_arriving_during_a_run_are_answered_by_the_next_run_in_or
     ids = await inbound_ids(harness)
     assert await run_inputs(harness) == [ids[:1], ids[1:]]
     assert probe.max_per_conversation == 1
+    # The second run found the four in the first run's last look, under the same lease:
+    # their notifications cost no pass of their own.
+    assert acquisitions == 1
 
 
 async def test_a_burst_to_one_conversation_never_runs_it_twice_at_once(
