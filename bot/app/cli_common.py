@@ -44,7 +44,7 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, pool_size=settings.database_pool_size)
     try:
         await db.migrate()
         return await work(db)

@@ -48,7 +48,7 @@ class App:
     ) -> None:
         self.settings, self.seed_agents = settings, seed_agents
         self.redactor = Redactor(settings.secrets())
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, pool_size=settings.database_pool_size)
         self.audit = AuditLog(self.redactor)
         self.refusals = Refusals(self.db, self.audit)
         self.providers = ProviderPool(settings)

@@ -25,6 +25,9 @@ from bot.core.errors import ConfigurationError
 from bot.core.hours import BusinessHours, QuietHours
 from bot.core.providers import PROVIDERS, ProviderName
 
+DEFAULT_POOL_SIZE = 20
+"""PostgreSQL connections one process opens at most, unless `DATABASE_POOL_SIZE` says."""
+
 _REMINDER_SPAN = re.compile(r"^\s*(\d{1,4})\s*([mhd])\s*$")
 
 
@@ -92,6 +95,13 @@ class Settings(BaseSettings):
     )
     default_agent: str = Field("lead-qualifying", description="Agent used when no rule matches")
     run_timeout_seconds: float = Field(120.0, gt=0, description="Wall-clock cap of one agent run")
+    database_pool_size: int = Field(
+        DEFAULT_POOL_SIZE,
+        ge=1,
+        le=1000,
+        description="PostgreSQL connections this process opens at most; every worker's "
+        "together must stay under the server's max_connections",
+    )
     max_concurrent_runs: int = Field(
         500,
         ge=1,

@@ -10,9 +10,11 @@ from typing import TypeAlias
 
 from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.core.errors import DatabaseUnavailable
+from bot.core.settings import DEFAULT_POOL_SIZE
 from bot.store.engine import READ_ONLY, create_engine, is_sqlite, session_factory
 from bot.store.migrate import upgrade_database
 
@@ -47,9 +49,9 @@ only the store runs statements on it."""
 class Database:
     """Owns the engine; `transaction()` yields a session inside one committed transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_engine(url)
+        self.engine: AsyncEngine = create_engine(url, pool_size=pool_size)
         self._sessions = session_factory(self.engine)
         # SQLite has one writer at a time. Queuing this process's transactions here hands the
         # lock over at once, in order, instead of leaving each connection to poll for it in
@@ -100,9 +102,22 @@ class Database:
         await self.engine.dispose()
 
 
+TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57P", "40001", "40P01")
+"""PostgreSQL error codes of the server's state, not the data's: connection exceptions,
+insufficient resources (among them "too many clients"), a server shutting down or starting,
+and a serialization failure or deadlock (the transaction may simply be run again)."""
+
+
 def is_transient(error: BaseException) -> bool:
-    """Whether a store failure is the database's (down, locked, connection lost) rather than
-    the data's (a value it cannot hold). Only the data's justify setting the input aside."""
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    return isinstance(error, OperationalError | InterfaceError | DisconnectionError | OSError)
+    """Whether a store failure is the database's (down, locked, connection lost, out of
+    connections) rather than the data's (a value it cannot hold). Only the data's justify
+    setting the input aside."""
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
+        if sqlstate.startswith(TRANSIENT_SQLSTATE_CLASSES):
+            return True
+    return isinstance(
+        error, OperationalError | InterfaceError | DisconnectionError | PoolTimeout | OSError
+    )

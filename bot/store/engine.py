@@ -20,7 +20,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from bot.core.settings import DEFAULT_POOL_SIZE
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
 READ_ONLY = "crmbot_read_only"
 """Execution option of a connection that only reads: on SQLite its transaction is deferred."""
 
@@ -29,12 +32,20 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """Create the async engine for `url`, creating a SQLite file's directory if needed."""
+def create_engine(
+    url: str, *, echo: bool = False, pool_size: int = DEFAULT_POOL_SIZE
+) -> AsyncEngine:
+    """Create the async engine for `url`, creating a SQLite file's directory if needed.
+
+    On PostgreSQL the pool is the process's hard cap: no overflow, so that several workers
+    never open more than `workers x pool_size` connections between them, and a burst waits
+    for a free connection here instead of being refused by the server ("too many clients").
+    Runs hold a connection only for short transactions, never across a model call, so a few
+    connections serve hundreds of runs.
+    """
     if not is_sqlite(url):
-        # Runs hold a connection only for short transactions, never across a model call.
         return create_async_engine(
-            url, echo=echo, pool_pre_ping=True, pool_size=20, max_overflow=40
+            url, echo=echo, pool_pre_ping=True, pool_size=pool_size, max_overflow=0
         )
     database = make_url(url).database
     if database and database != ":memory:":
