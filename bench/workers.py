@@ -32,7 +32,8 @@ chat still holds within each process. Usage:
 
     python -m bench.workers [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres]
         [--messages 2000] [--conversations 200] [--workers 1,2,3] [--lease-seconds 15]
-        [--seed 1] [--burst-share 0.2] [--only throughput|kill ...] [--quick] [--json PATH]
+        [--seed 1] [--burst-share 0.2] [--only throughput|kill ...]
+        [--kill-modes webhook,polling] [--logs DIR] [--quick] [--json PATH]
 
 --quick: 300 messages over 30 conversations, LEASE_SECONDS 5. Exits 1 if anything was lost,
 doubled or out of order in any case.
@@ -75,7 +76,8 @@ def cases(args: argparse.Namespace) -> list[Case]:
     if "throughput" in args.only:
         chosen += [Case("webhook", n, **common) for n in counts]
     if "kill" in args.only and max(counts) > 1:
-        chosen += [Case(mode, max(counts), kill=True, **common) for mode in ("webhook", "polling")]
+        modes = [mode for mode in ("webhook", "polling") if mode in args.kill_modes.split(",")]
+        chosen += [Case(mode, max(counts), kill=True, **common) for mode in modes]
     return chosen
 
 
@@ -189,8 +191,13 @@ async def main(args: argparse.Namespace) -> int:
     collector = Collector(BENCHMARK, "postgresql")
     failed = False
     for case in cases(args):
-        with tempfile.TemporaryDirectory(prefix="workers-") as tmp:
-            outcome = await run_case(case, Path(tmp))
+        if args.logs:  # the workers' logs, kept for a look at what went wrong
+            workdir = Path(args.logs) / case.label.replace(" ", "-").replace(",", "")
+            workdir.mkdir(parents=True, exist_ok=True)
+            outcome = await run_case(case, workdir)
+        else:
+            with tempfile.TemporaryDirectory(prefix="workers-") as tmp:
+                outcome = await run_case(case, Path(tmp))
         show(outcome)
         record(collector, outcome)
         failed |= bool(outcome.tally.problems())
@@ -214,6 +221,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--only", nargs="+", choices=("throughput", "kill"), default=["throughput", "kill"]
     )
+    parser.add_argument(
+        "--kill-modes", default="webhook,polling", help="the kill cases to run, e.g. polling"
+    )
+    parser.add_argument("--logs", default=None, help="keep each case's worker logs here")
     parser.add_argument("--quick", action="store_true", help="300 messages, 30 conversations")
     parser.add_argument("--json", default=None, help="write the records here")
     args = parser.parse_args()
