@@ -239,9 +239,16 @@ def _asked_anything(messages: tuple[ChatMessage, ...]) -> bool:
 def _last_asked(
     messages: tuple[ChatMessage, ...], questions: list[dict[str, str]]
 ) -> dict[str, str] | None:
-    """The question our most recent message asked, if it asked one."""
+    """The question our most recent question-asking message asked.
+
+    Messages that asked nothing are passed over: a check-in sent by a schedule between the
+    question and its answer does not make the answer the reply to nothing (that asked the
+    question again). Consecutive messages of ours reach the model as one turn, a line each,
+    so each line is looked at. A question already answered is told apart by the caller.
+    """
     for text in reversed(_assistant_texts(messages)):
-        if not text.strip():
-            continue
-        return next((q for q in questions if text.rstrip().endswith(q["ask"])), None)
+        for line in reversed(text.splitlines()):
+            asked = next((q for q in questions if line.rstrip().endswith(q["ask"])), None)
+            if asked is not None:
+                return asked
     return None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from agents.definition import TEMPLATES_DIR, load_definition_file
 from agents.providers.offline import OfflineProvider
-from bot.store.models import Contact, HandoffRecord, Meeting, OutboxItem
+from bot.store import outbox
+from bot.store.models import Contact, Conversation, HandoffRecord, Meeting, OutboxItem
 from tests.support.harness import Harness
 
 
@@ -66,3 +67,33 @@ async def test_is_deterministic(database_url: str) -> None:
         finally:
             await h.app.aclose()
     assert transcripts[1][-2:] == transcripts[0]
+
+
+async def test_an_automatic_message_between_a_question_and_its_answer_does_not_repeat_it(
+    lead_harness: Harness,
+) -> None:
+    """A scheduled check-in sent between a question and its answer left the answer looking
+    like the reply to the check-in, and the question was asked again (the likely cause of a
+    question asked twice in the several-workers harness, whose scheduled contacts get one
+    every minute)."""
+    harness = lead_harness
+    await _lead_agent(harness)
+    await harness.answer("hi")
+    [conversation] = await harness.rows(Conversation)
+    async with harness.db.transaction() as session:
+        await outbox.enqueue(
+            session,
+            key="check-in-1",
+            conversation_id=conversation.id,
+            contact_id=conversation.contact_id,
+            channel="console",
+            recipient="Ann",
+            text="Just checking in: anything we can help with?",
+            automatic=True,
+        )
+    await harness.answer("We need lead tracking")
+
+    texts = await _texts(harness)
+    assert texts[-1] == "Thanks! How many people are on your team?"
+    [contact] = await harness.rows(Contact)
+    assert contact.custom_fields == {"need": "We need lead tracking"}
