@@ -207,7 +207,7 @@ async def claim(
     claims it; the other finds it sent, claimed, or held back to a later time meanwhile.
     """
     now = now or utcnow()
-    result = await session.execute(
+    claimed = await session.scalars(
         update(OutboxItem)
         .where(
             OutboxItem.id == item_id,
@@ -219,11 +219,10 @@ async def claim(
             claimed_by=owner,
             claimed_until=now + timedelta(seconds=claim_seconds),
         )
-        .execution_options(synchronize_session=False)
+        .returning(OutboxItem)  # the claimed row itself: no second statement to read it
+        .execution_options(synchronize_session=False, populate_existing=True)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    return await session.get(OutboxItem, item_id, populate_existing=True)
+    return claimed.first()
 
 
 async def hold_back(session: AsyncSession, waits: dict[int, float]) -> None:
@@ -256,16 +255,25 @@ async def mark_sent(
     session: AsyncSession, item_id: int, external_id: str | None, now: datetime | None = None
 ) -> None:
     now = now or utcnow()
-    item = await session.get(OutboxItem, item_id)
-    if item is None or item.status == "sent":
-        return  # written again after a commit whose answer was lost: once is enough
-    item.status, item.sent_at, item.external_id = "sent", now, external_id
-    item.attempts += 1
-    if item.message_id is not None:
+    marked = await session.execute(
+        update(OutboxItem)
+        # Not when sent already: written again after a commit whose answer was lost.
+        .where(OutboxItem.id == item_id, OutboxItem.status != "sent")
+        .values(
+            status="sent",
+            sent_at=now,
+            external_id=external_id,
+            attempts=OutboxItem.attempts + 1,
+        )
+        .returning(OutboxItem.message_id)
+        .execution_options(synchronize_session=False)
+    )
+    row = marked.first()
+    if row is not None and row.message_id is not None:
         # A split text is one message; it takes the channel id of its first part.
         await session.execute(
             update(Message)
-            .where(Message.id == item.message_id, Message.external_id.is_(None))
+            .where(Message.id == row.message_id, Message.external_id.is_(None))
             .values(sent_at=now, external_id=external_id)
         )
 
