@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import assert_never
 
@@ -151,7 +151,21 @@ class OutboxWorker:
             if wait is not None:
                 paced[candidate.id] = wait
                 return None
-            return await self._claim_now(candidate)
+            try:
+                return await self._claim_now(candidate)
+            except Exception as error:
+                if is_transient(error):
+                    # The connection went during the claim's commit, which may have landed:
+                    # the item would sit `sending` until its claim ran out, and then be
+                    # flagged "may not have been delivered" though its request never left.
+                    await self._unclaim(candidate)
+                raise
+
+    async def _unclaim(self, candidate: OutboxItem) -> None:
+        async def release(session: Tx) -> None:
+            await outbox.release_claim(session, candidate.id, self.worker_id)
+
+        await self._write_while_claimed(candidate, "its claim back", release)
 
     async def _claim_now(self, candidate: OutboxItem) -> OutboxItem | None:
         async with self.db.transaction() as session:
@@ -185,12 +199,23 @@ class OutboxWorker:
         as lost mid-send: a message that did arrive flagged to staff as "may not have", and
         the conversation's next replies held up behind it all that time.
         """
+
+        async def record(session: Tx) -> None:
+            if await self._apply(session, item, result):
+                await self._audit_delivery(session, item, result)
+
+        await self._write_while_claimed(item, type(result).__name__, record)
+
+    async def _write_while_claimed(
+        self, item: OutboxItem, what: str, write: Callable[[Tx], Awaitable[None]]
+    ) -> None:
+        """Run `write` in a transaction, again and again while the database is away, until
+        the item's claim would run out; only the data's errors are raised at once."""
         deadline = asyncio.get_running_loop().time() + self.claim_seconds
         for attempt in itertools.count(1):
             try:
                 async with self.db.transaction() as session:
-                    if await self._apply(session, item, result):
-                        await self._audit_delivery(session, item, result)
+                    await write(session)
                 return
             except Exception as error:
                 wait = RECORD_RETRY.delay(attempt)
@@ -199,7 +224,7 @@ class OutboxWorker:
                 log.warning(
                     "outbox %s: could not record %s (%s); again in %.1fs",
                     item.id,
-                    type(result).__name__,
+                    what,
                     type(error).__name__,
                     wait,
                 )

@@ -225,6 +225,20 @@ async def claim(
     return claimed.first()
 
 
+async def release_claim(session: AsyncSession, item_id: int, owner: str) -> None:
+    """Give back `owner`'s claim of an item whose request never left: pending again."""
+    await session.execute(
+        update(OutboxItem)
+        .where(
+            OutboxItem.id == item_id,
+            OutboxItem.status == "sending",
+            OutboxItem.claimed_by == owner,
+        )
+        .values(status="pending", claimed_by=None, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def hold_back(session: AsyncSession, waits: dict[int, float]) -> None:
     """No rate-limit slot: make each still-pending item due after its wait. Not an attempt.
 

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
+from bot.app.delivery import OutboxWorker
 from bot.store.db import Database
 from bot.store.models import OutboxItem
 from channels.base import Channel, DeliveryResult, Sent
@@ -225,3 +227,33 @@ async def test_a_pass_only_reads_unless_a_sender_died_and_then_its_queue_moves_o
 
     assert await statuses(db, "a1", "a2") == {"a1": "unknown", "a2": "sent"}
     assert survivor.started == ["a2"]
+
+
+async def test_a_claim_whose_commit_answer_was_lost_is_given_back_and_sent_not_flagged(
+    db: Database, chats: list[Chat], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the PostgreSQL restart test: the connection went during the claim's commit,
+    which had landed. The item sat `sending` until its claim ran out and was then flagged to
+    staff as "may not have been delivered", though its request never left."""
+    await queue(db, chats[0], "a1")
+    channel = GatedChannel()
+    sender = worker(db, channel)
+    claim_now = OutboxWorker._claim_now
+    cut = True
+
+    async def committed_then_cut(self: OutboxWorker, candidate: OutboxItem) -> OutboxItem | None:
+        nonlocal cut
+        claimed = await claim_now(self, candidate)
+        if cut:
+            cut = False
+            raise OperationalError("COMMIT", None, ConnectionResetError("connection reset"))
+        return claimed
+
+    monkeypatch.setattr(OutboxWorker, "_claim_now", committed_then_cut)
+    assert await sender.deliver_due() == 0  # the pass logs the failure and goes on
+    assert await statuses(db, "a1") == {"a1": "pending"}
+    assert channel.started == []
+
+    assert await sender.deliver_due() == 1
+    assert await statuses(db, "a1") == {"a1": "sent"}
+    assert channel.started == ["a1"]
