@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
@@ -158,14 +159,11 @@ class OutboxWorker:
                     # The connection went during the claim's commit, which may have landed:
                     # the item would sit `sending` until its claim ran out, and then be
                     # flagged "may not have been delivered" though its request never left.
-                    await self._unclaim(candidate)
+                    release = functools.partial(
+                        outbox.release_claim, item_id=candidate.id, owner=self.worker_id
+                    )
+                    await self._write_while_claimed(candidate, "its claim back", release)
                 raise
-
-    async def _unclaim(self, candidate: OutboxItem) -> None:
-        async def release(session: Tx) -> None:
-            await outbox.release_claim(session, candidate.id, self.worker_id)
-
-        await self._write_while_claimed(candidate, "its claim back", release)
 
     async def _claim_now(self, candidate: OutboxItem) -> OutboxItem | None:
         async with self.db.transaction() as session:

@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import (
 from bot.core.settings import DEFAULT_POOL_SIZE
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
 READ_ONLY = "crmbot_read_only"
 """Execution option of a connection that only reads: on SQLite its transaction is deferred."""
 

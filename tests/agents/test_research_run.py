@@ -20,6 +20,7 @@ from bot.store.db import Database
 from bot.store.leads import LeadFields
 from bot.store.models import AgentRun, AuditEvent, Contact, Draft, OutboxItem
 from tests.support.models import ScriptedModel, call, turn
+from tests.support.rows import rows
 from tests.support.websites import LocalSite
 
 AGENT = load_definition_file(TEMPLATES_DIR / "outbound-research.yaml")
@@ -36,11 +37,6 @@ def ann_row(site: LocalSite, **changes: Any) -> ProspectRow:
     lead = LeadFields(name="Ann Lee", email="Ann@Acme.test", company="Acme", owner="Dana")
     row = ProspectRow(lead, site.url("/"), site.url("/feed.xml"), "Met at the Paris fair")
     return replace(row, **changes)
-
-
-async def rows(db: Database, model: type[Any], *where: Any) -> list[Any]:
-    async with db.reading() as session:
-        return list((await session.execute(select(model).where(*where))).scalars())
 
 
 async def test_a_prospect_becomes_a_tagged_contact_and_a_pending_draft_posted_to_staff(

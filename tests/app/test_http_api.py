@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from agents import catalog
 from bot.app.http_api import MAX_BODY_BYTES, HttpApi
@@ -21,6 +21,7 @@ from bot.store.leads import LeadFields, upsert_lead
 from bot.store.models import AuditEvent, Contact, ContactEvent
 from bot.store.refusals import Refusals
 from tests.support.harness import agent_definition
+from tests.support.rows import rows
 
 SECRET = "the-events-secret-0123456789"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
@@ -75,13 +76,8 @@ async def _agent(db: Database, name: str, event: str) -> None:
         await catalog.save(session, definition)
 
 
-async def _rows(db: Database, model: Any, *where: Any) -> list[Any]:
-    async with db.transaction() as session:
-        return list((await session.execute(select(model).where(*where))).scalars())
-
-
 async def _audit(db: Database, kind: str) -> list[AuditEvent]:
-    return await _rows(db, AuditEvent, AuditEvent.kind == kind)
+    return await rows(db, AuditEvent, AuditEvent.kind == kind)
 
 
 async def _wakeups(db: Database, contact_id: int) -> list[Any]:
@@ -109,7 +105,7 @@ async def test_an_event_is_stored_and_wakes_the_agent_whose_trigger_it_matches(a
         "duplicate": False,
         "woke": ["trial-nudger"],
     }
-    [event] = await _rows(api.db, ContactEvent)
+    [event] = await rows(api.db, ContactEvent)
     assert (event.id, event.type, event.data, event.source) == (
         body["event_id"],
         "trial.started",
@@ -141,7 +137,7 @@ async def test_an_event_finds_its_contact_by_any_of_its_ids(
 
     assert status == 202
     assert body["contact_id"] == contact_id
-    [event] = await _rows(api.db, ContactEvent)
+    [event] = await rows(api.db, ContactEvent)
     assert (event.contact_id, event.data) == (contact_id, {})
 
 
@@ -166,7 +162,7 @@ async def test_the_same_id_twice_is_stored_and_wakes_once(api: Api) -> None:
         200,
         {"event_id": first[1]["event_id"], "contact_id": contact_id, "duplicate": True, "woke": []},
     )
-    assert len(await _rows(api.db, ContactEvent)) == 1
+    assert len(await rows(api.db, ContactEvent)) == 1
     assert len(await _wakeups(api.db, contact_id)) == 1
 
 
@@ -179,7 +175,7 @@ async def test_an_unknown_contact_is_404_with_the_reason(api: Api) -> None:
 
     assert status == 404
     assert body == {"error": "no contact with email nobody@example.com"}
-    assert await _rows(api.db, ContactEvent) == []
+    assert await rows(api.db, ContactEvent) == []
 
 
 BAD_EVENTS: list[tuple[str, bytes, str]] = [
@@ -231,7 +227,7 @@ async def test_a_malformed_event_is_400_with_the_reason(api: Api, raw: bytes, re
 
     assert status == 400, body
     assert reason in body["error"]
-    assert await _rows(api.db, ContactEvent) == []
+    assert await rows(api.db, ContactEvent) == []
 
 
 async def test_a_body_over_the_limit_is_413(api: Api) -> None:
@@ -269,7 +265,7 @@ async def test_a_request_without_the_secret_is_401_and_audited(
             assert (status, body) == (401, {"error": reason})
         await api.refusals.flush()
 
-    assert await _rows(api.db, ContactEvent) == []
+    assert await rows(api.db, ContactEvent) == []
     [row] = await _audit(api.db, "refused")
     assert row.actor == "http"
     assert (row.payload["reason"], row.payload["count"]) == (reason, 3)
@@ -339,7 +335,7 @@ async def test_a_failure_of_ours_is_a_500_and_the_server_goes_on(
     assert await api.get("/healthz") == (200, {"status": "ok"})
     status, _ = await api.post("/contacts", {"email": "bo@example.com"})
     assert status == 500  # a new lead's event cannot be stored either: nor is the lead
-    assert await _rows(api.db, Contact, Contact.email == "bo@example.com") == []
+    assert await rows(api.db, Contact, Contact.email == "bo@example.com") == []
 
 
 # POST /contacts
@@ -367,7 +363,7 @@ async def test_a_lead_is_created_then_updated_then_unchanged(api: Api) -> None:
     assert created == (201, {"contact_id": contact_id, "change": "created", "woke": []})
     assert updated == (200, {"contact_id": contact_id, "change": "updated", "woke": []})
     assert unchanged == (200, {"contact_id": contact_id, "change": "unchanged", "woke": []})
-    [contact] = await _rows(api.db, Contact)
+    [contact] = await rows(api.db, Contact)
     assert (contact.name, contact.email, contact.phone, contact.owner) == (
         "Ann Lee",
         "ann@example.com",
@@ -386,7 +382,7 @@ async def test_a_lead_is_created_then_updated_then_unchanged(api: Api) -> None:
         "seats": "12",
         "annual": "true",
     }
-    [event] = await _rows(api.db, ContactEvent)
+    [event] = await rows(api.db, ContactEvent)
     assert (event.type, event.key, event.source) == (
         "contact.created",
         f"contact.created:{contact_id}",
@@ -419,7 +415,7 @@ async def test_a_lead_known_only_by_telegram_id(api: Api) -> None:
     status, body = await api.post("/contacts", {"telegram_id": "777", "name": "Tg"})
 
     assert status == 201
-    [contact] = await _rows(api.db, Contact)
+    [contact] = await rows(api.db, Contact)
     assert (contact.id, contact.telegram_user_id) == (body["contact_id"], 777)
 
 
@@ -446,7 +442,7 @@ async def test_a_malformed_lead_is_400_with_the_reason(api: Api, body: Any, reas
 
     assert status == 400, answer
     assert reason in answer["error"]
-    assert await _rows(api.db, Contact) == []
+    assert await rows(api.db, Contact) == []
 
 
 async def test_a_lead_that_would_take_another_contacts_email_is_409(api: Api) -> None:
@@ -457,6 +453,6 @@ async def test_a_lead_that_would_take_another_contacts_email_is_409(api: Api) ->
 
     assert status == 409
     assert body == {"error": "another contact already has this email"}
-    [bo] = await _rows(api.db, Contact, Contact.external_id == "crm-2")
+    [bo] = await rows(api.db, Contact, Contact.external_id == "crm-2")
     assert bo.email == "bo@example.com"
     assert await _audit(api.db, "lead_upserted") == []
