@@ -17,8 +17,22 @@ from bot.store.audit import AuditLog, Entry
 from bot.store.conversations import remember_agent
 from bot.store.db import Tx
 
-LastLook = Callable[[Tx], Awaitable[None]]
-"""A step of the caller's in the transaction that ends a run."""
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended."""
+
+    run_id: str | None
+    agent: str | None
+    status: str
+    """finished | handed_off | skipped"""
+    reason: str = ""
+
+
+OnClose = Callable[[Tx, RunOutcome], Awaitable[None]]
+"""A step of the caller's in the transaction that ends a run, told how it ended: what the
+run's end settles for the caller (the dispatcher's look for newer messages, a wake-up marked
+done) commits with it or not at all."""
 
 
 @dataclass
@@ -45,7 +59,9 @@ class RunState:
     messages_sent: int = 0
     call_counts: dict[str, int] = field(default_factory=dict)
     answering: frozenset[int] = frozenset()
-    """For a resumed run: the inbound messages it was first started to answer."""
+    """For a resumed run: the inbound messages it was first started to answer (once its reply
+    is known sent, those of them still pending: all the run closes, and all its
+    `run_resumed` record lists, so a message that came later is given to the next run only)."""
     resumed_with_reply: bool = False
     """A resumed inbound run whose reply was already queued before the restart."""
     unopened: dict[str, Any] | None = None
@@ -54,7 +70,7 @@ class RunState:
     by the next run)."""
     remember_agent: str | None = None
     """The router's new choice for the conversation, stored with the run's row."""
-    last_look: LastLook | None = None
+    on_close: OnClose | None = None
     """Called in the transaction that closes the run (see `AgentRunner.handle_inbound`)."""
     unwritten: list[Entry] = field(default_factory=list)
     """Audit records of steps that changed nothing (model calls, read-only or refused tool

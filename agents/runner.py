@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +22,7 @@ from agents.proactive_text import proactive_note, render_message
 from agents.prompt import history_messages, system_prompt
 from agents.providers.pool import ProviderPool
 from agents.router import choose_agent
-from agents.run_state import LastLook, RunState
+from agents.run_state import OnClose, RunOutcome, RunState
 from agents.tools.contact import contact_card
 from agents.tools.executor import ToolExecutor
 from bot.core.errors import RunError, RunTimeout
@@ -48,19 +47,8 @@ log = logging.getLogger("agents.engine")
 HISTORY_LIMIT = 20
 
 
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    """How a run ended."""
-
-    run_id: str | None
-    agent: str | None
-    status: str
-    """finished | handed_off | skipped"""
-    reason: str = ""
-
-
-async def _no_look(session: Tx) -> None:
-    del session
+async def _nothing_on_close(session: Tx, outcome: RunOutcome) -> None:
+    del session, outcome
 
 
 class AgentRunner:
@@ -84,16 +72,16 @@ class AgentRunner:
         self.clock = clock
 
     async def handle_inbound(
-        self, conversation_id: int, pending: list[Message], *, last_look: LastLook | None = None
+        self, conversation_id: int, pending: list[Message], *, on_close: OnClose | None = None
     ) -> RunOutcome:
         """Answer the conversation's pending inbound messages with one run.
 
-        `last_look` runs in the transaction that ends the run, after its messages are marked
+        `on_close` runs in the transaction that ends the run, after its messages are marked
         answered: the dispatcher looks for newer messages there and gives the lease back when
         there are none, so ending a run and releasing the conversation is one commit.
         """
         ids = [m.id for m in pending]
-        last_look = last_look or _no_look
+        on_close = on_close or _nothing_on_close
         # Opening a run only reads (routing, caps, what the model will see): the run's row
         # and first records are written with its first state change, so no commit here.
         async with self.db.reading() as session:
@@ -120,7 +108,7 @@ class AgentRunner:
                     "contact",
                     pending,
                 )
-                run.last_look = last_look
+                run.on_close = on_close
                 if agent.name != sticky:
                     run.remember_agent = agent.name
                 text = "\n".join(m.text for m in pending)
@@ -136,15 +124,14 @@ class AgentRunner:
                         prepared = error
         await self._note_opt_outs(conversation_id, contact_id, pending)
         if state != "bot":
-            return await self._pass_to_staff(conversation_id, pending, state, last_look)
+            return await self._pass_to_staff(conversation_id, pending, state, on_close)
         if agent is None:
-            return await self._no_agent(conversation_id, ids, last_look)
+            return await self._no_agent(conversation_id, ids, on_close)
         if run.resumed_with_reply:
             # Killed after its reply was queued and before its messages were marked: the
             # reply stands. Messages that came after it get a run of their own.
-            answered = [i for i in ids if i in run.answering] or ids
             summary = "resumed after a restart: its reply had already been sent"
-            return await self._close(run, Finish(summary), answered)
+            return await self._close(run, Finish(summary), sorted(run.answering))
         return await self._execute(run, ids, trigger_text=text, can_reply=True, prepared=prepared)
 
     async def _note_opt_outs(
@@ -168,10 +155,14 @@ class AgentRunner:
         started_by: str,
         cause: dict[str, Any],
         task: dict[str, Any],
+        on_close: OnClose | None = None,
     ) -> RunOutcome:
         """A run with no message to answer (a schedule, an event, a follow-up); the caller
         holds the conversation's lease. `task` holds the trigger's `instruction` and the
         offline `message`. What it sends is automatic: the proactive rules apply at send time.
+
+        `on_close` runs in the transaction that ends the run (a run skipped before it opened
+        has none): the wake-up that started it is marked done with it.
         """
         async with self.db.reading() as session:
             conversation = await get_conversation(session, conversation_id)
@@ -192,7 +183,12 @@ class AgentRunner:
                 [],
                 cause=cause,
             )
-            run.task = task
+            run.task, run.on_close = task, on_close
+            if run.messages_sent:
+                # Resumed after its worker died with its message queued: that message was the
+                # run's work. Going on would let the model word it anew and send it twice.
+                summary = "resumed after a restart: its message had already been sent"
+                return await self._close(run, Finish(summary), [])
             note = proactive_note(cause, str(task.get("instruction") or ""))
             prepared: LoopInput | RunError
             try:
@@ -204,7 +200,7 @@ class AgentRunner:
         )
 
     async def _pass_to_staff(
-        self, conversation_id: int, pending: list[Message], state: str, last_look: LastLook
+        self, conversation_id: int, pending: list[Message], state: str, on_close: OnClose
     ) -> RunOutcome:
         """The conversation is with people: staff get the customer's messages, no run."""
         ids = [m.id for m in pending]
@@ -219,11 +215,12 @@ class AgentRunner:
                 actor="engine",
                 conversation_id=conversation_id,
             )
-            await last_look(session)
-        return RunOutcome(None, None, "skipped", f"conversation is {state}")
+            outcome = RunOutcome(None, None, "skipped", f"conversation is {state}")
+            await on_close(session, outcome)
+        return outcome
 
     async def _no_agent(
-        self, conversation_id: int, ids: list[int], last_look: LastLook
+        self, conversation_id: int, ids: list[int], on_close: OnClose
     ) -> RunOutcome:
         async with self.db.transaction() as session:
             await mark_handled(session, ids, None)
@@ -235,8 +232,9 @@ class AgentRunner:
                 reason="no agent is enabled for this conversation",
                 actor="engine",
             )
-            await last_look(session)
-        return RunOutcome(None, None, "handed_off", "no agent available")
+            outcome = RunOutcome(None, None, "handed_off", "no agent available")
+            await on_close(session, outcome)
+        return outcome
 
     async def run_dry(
         self,
@@ -298,8 +296,12 @@ class AgentRunner:
             hours=self.hours,
             semantic=self.providers.semantic() if "search_kb" in agent.tools else None,
         )
+        given = pending
         if resumed:
             await self._restore(session, run, model)
+            if run.resumed_with_reply:
+                given = [m for m in pending if m.id in run.answering] or pending
+                run.answering = frozenset(m.id for m in given)
         else:
             run.unopened = {
                 "agent_name": agent.name,
@@ -322,7 +324,7 @@ class AgentRunner:
                     "model": model,
                     "dry_run": dry_run,
                     "input": [
-                        {"id": m.id, "text": m.text, "attachments": m.attachments} for m in pending
+                        {"id": m.id, "text": m.text, "attachments": m.attachments} for m in given
                     ],
                     **({"cause": cause} if cause else {}),
                 },
@@ -511,10 +513,11 @@ class AgentRunner:
                 run_id=run.run_id,
                 conversation_id=run.conversation_id,
             )
-            if run.last_look is not None:
-                await run.last_look(session)
+            outcome = RunOutcome(run.run_id, run.agent.name, status, reason)
+            if run.on_close is not None:
+                await run.on_close(session, outcome)
         log.info("run %s (%s) %s: %s", run.run_id, run.agent.name, status, reason)
-        return RunOutcome(run.run_id, run.agent.name, status, reason)
+        return outcome
 
     async def _plan_follow_up(self, session: Tx, run: RunState, last_inbound: int) -> None:
         """One follow-up if the agent asked and the contact has questions left to answer;

@@ -55,16 +55,26 @@ class Channel(ABC):
 
     name: str
     max_in_flight: int | None = None
-    text_limit: int | None = None
-    """Longest text one message may carry; longer texts are queued as several parts."""
     """Sends this channel can have in flight at once (its connections); None: no limit of
     its own. The worker claims an item only once it has one, so no claimed item waits."""
+    text_limit: int | None = None
+    """Longest text one message may carry; longer texts are queued as several parts."""
 
     async def pace(self, item: OutboxItem) -> float | None:
         """Take the rate-limit slot for sending `item` now; or the seconds to wait instead.
 
-        Nothing is sent here. The default has no limit: go now.
+        Nothing is sent here. The default has no limit: go now. The slots are this process's:
+        what must hold across every worker is `spacing`.
         """
+        del item
+        return None
+
+    def spacing(self, item: OutboxItem) -> float | None:
+        """The least seconds between two messages to `item.recipient` from any worker (one a
+        second to a Telegram private chat), or None for no such limit.
+
+        The outbox enforces it in the claim, against the last request that left for the
+        recipient, so several workers sending to one chat keep to it together."""
         del item
         return None
 

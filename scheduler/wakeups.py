@@ -10,9 +10,9 @@ For each claimed wake-up, before any model call:
 - the contact must be reachable on some channel.
 
 Then the conversation's lease is taken (the same one inbound runs take, so one run at a time
-per conversation in any process; a busy conversation postpones the wake-up a minute), the
-run goes, the lease is released and the wake-up records how it ended. Every outcome is
-audited with what started it.
+per conversation in any process; a busy conversation postpones the wake-up a minute) and
+the run goes; the commit that closes the run also marks the wake-up done, with how it ended,
+and releases the lease. Every outcome is audited with what started it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 from agents import catalog
 from agents.definition import AgentDefinition, Conditions
+from agents.run_state import RunOutcome
 from agents.runner import AgentRunner
 from bot.core.errors import NotFoundError
 from bot.desk.proactive import ProactiveRules, Verdict
@@ -65,14 +66,23 @@ class WakeupWorker:
         self.clock, self.batch = clock, batch
 
     async def run_due(self) -> int:
-        """Claim and run due wake-ups until none is left; returns how many were handled."""
+        """Claim and run due wake-ups until none is left; returns how many were handled.
+
+        While its claims run, the worker holds its `runner_lease`, which the heartbeat keeps
+        alive: when the worker dies, another one claims its wake-ups once that lease lapsed
+        (`LEASE_SECONDS`), not only when their claims run out."""
         handled = 0
+        runner = store.runner_lease(self.worker_id)
         while True:
             now = self.clock()
             async with self.db.transaction() as session:
                 claimed = await store.claim_due(
                     session, now, self.worker_id, limit=self.batch, claim_seconds=CLAIM_SECONDS
                 )
+                if claimed:
+                    await leases.try_acquire(session, runner, self.worker_id, self.lease_seconds)
+                elif handled:
+                    await leases.release(session, runner, self.worker_id)
             if not claimed:
                 return handled
             # A batch runs at once: proactive runs mostly wait on the model, and each holds
@@ -166,6 +176,18 @@ class WakeupWorker:
 
     async def _run(self, wakeup: Wakeup, agent: AgentDefinition, conversation_id: int) -> None:
         lease = leases.conversation_lease(conversation_id)
+        in_closing, settled = False, False
+
+        async def settle(session: Tx, outcome: RunOutcome) -> None:
+            # The wake-up is done in the commit that closes its run: a worker that dies in
+            # between cannot leave a run that sent its message and a wake-up still claimed,
+            # run again once the claim runs out.
+            nonlocal in_closing
+            result = f"{outcome.status}: {outcome.reason}"
+            await store.finish(session, wakeup.id, "done", result, self.clock(), outcome.run_id)
+            await leases.release(session, lease, self.worker_id)
+            in_closing = True
+
         try:
             trigger: dict[str, Any] = wakeup.trigger
             outcome = await self.runner.handle_proactive(
@@ -175,14 +197,24 @@ class WakeupWorker:
                 started_by=started_by(wakeup.cause),
                 cause={**wakeup.cause, "wakeup_id": wakeup.id},
                 task={"instruction": trigger.get("instruction"), "message": trigger.get("message")},
+                on_close=settle,
             )
+            settled = in_closing  # the run returned, so its closing transaction committed
+            if not settled:  # skipped before a run opened: nothing closed, nothing settled
+                async with self.db.transaction() as session:
+                    await settle(session, outcome)
+                settled = True
         finally:
-            async with self.db.transaction() as session:
-                await leases.release(session, lease, self.worker_id)
-        async with self.db.transaction() as session:
-            result = f"{outcome.status}: {outcome.reason}"
-            await store.finish(session, wakeup.id, "done", result, self.clock(), outcome.run_id)
-        log.info("wake-up %s (%s) ran: %s", wakeup.id, wakeup.agent_name, result)
+            if not settled:
+                async with self.db.transaction() as session:
+                    await leases.release(session, lease, self.worker_id)
+        log.info(
+            "wake-up %s (%s) ran: %s: %s",
+            wakeup.id,
+            wakeup.agent_name,
+            outcome.status,
+            outcome.reason,
+        )
 
 
 def started_by(cause: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -22,11 +23,18 @@ def _with_desk(work: Callable[[JobsDesk], Awaitable[str]]) -> None:
 
     async def main() -> None:
         app = App(settings)
+        heartbeat: asyncio.Task[None] | None = None
         try:
             await app.start()
+            # `jobs run` runs wake-ups, holding their leases: without heartbeats a long run
+            # would see them lapse and another worker take its conversations over.
+            heartbeat = asyncio.create_task(app.heartbeat.run_forever())
             desk = JobsDesk(app.db, app.audit, app.scheduler)
             typer.echo(await work(desk))
         finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
             await app.aclose()
 
     _run(main)

@@ -7,7 +7,9 @@ concurrently, each on its own:
    is made due after the wait (at the end of the pass); that is not an attempt.
 2. One of the channel's connections (`max_in_flight`), then the claim: `pending` -> `sending`
    in a transaction of its own, right before the request. If another worker claimed it first
-   (both may have read the same heads), skip it.
+   (both may have read the same heads), skip it. A channel's `spacing` (one message a second
+   to a Telegram private chat) is part of the claim, so it holds across every worker: a
+   recipient that any worker sent to too recently is held back like a send without a slot.
 3. `channel.deliver(item)`, then at once, in a transaction of its own, the classified result:
    `sent`; `pending` again with backoff (or the channel's own `retry_after`); `failed`; or
    `unknown`, which is never retried without a person.
@@ -153,7 +155,7 @@ class OutboxWorker:
                 paced[candidate.id] = wait
                 return None
             try:
-                return await self._claim_now(candidate)
+                return await self._claim_now(candidate, paced)
             except Exception as error:
                 if is_transient(error):
                     # The connection went during the claim's commit, which may have landed:
@@ -165,14 +167,27 @@ class OutboxWorker:
                     await self._write_while_claimed(candidate, "its claim back", release)
                 raise
 
-    async def _claim_now(self, candidate: OutboxItem) -> OutboxItem | None:
+    async def _claim_now(self, candidate: OutboxItem, paced: dict[int, float]) -> OutboxItem | None:
+        spacing = self.channel.spacing(candidate)
         async with self.db.transaction() as session:
             now = self.clock()
             if candidate.automatic and not await self._may_send(session, candidate, now):
                 return None
-            return await outbox.claim(
-                session, candidate.id, self.worker_id, claim_seconds=self.claim_seconds, now=now
+            claimed = await outbox.claim(
+                session,
+                candidate.id,
+                self.worker_id,
+                claim_seconds=self.claim_seconds,
+                now=now,
+                spacing=spacing,
             )
+            if claimed is None and spacing is not None:
+                # A request to this recipient left moments ago from another worker (this
+                # process's own were paced already): held back like a send without a slot.
+                wait = await outbox.wait_for_spacing(session, candidate, spacing, now)
+                if wait > 0:
+                    paced[candidate.id] = wait
+            return claimed
 
     async def _may_send(self, session: Tx, candidate: OutboxItem, now: datetime) -> bool:
         """The proactive rules, in the claim's transaction: nothing can change in between."""

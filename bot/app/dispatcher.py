@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
+from agents.run_state import RunOutcome
 from agents.runner import AgentRunner
 from bot.store import leases
 from bot.store.db import Database, Tx
@@ -105,11 +106,12 @@ class Dispatcher:
         released = False
         after: list[Message] | None = None
 
-        async def last_look(session: Tx) -> None:
+        async def last_look(session: Tx, outcome: RunOutcome) -> None:
             # In the run's closing transaction, after its messages are marked answered. A
             # message notified before this read was committed before it, so the read covers
             # it: without the discard, each message of a burst would cost the driver one more
             # pass (a lease taken and given back) that finds nothing.
+            del outcome  # whatever the run did, what is pending now is what counts
             nonlocal after
             self._again.discard(conversation_id)
             after = await pending_messages(session, conversation_id)
@@ -120,11 +122,13 @@ class Dispatcher:
             while pending:
                 after, released = None, False
                 async with self._activity(conversation_id):
-                    await self.runner.handle_inbound(conversation_id, pending, last_look=last_look)
+                    outcome = await self.runner.handle_inbound(
+                        conversation_id, pending, on_close=last_look
+                    )
                 self._after_run()
                 if after is None:  # the run ended without its closing transaction
                     async with self.db.transaction() as session:
-                        await last_look(session)
+                        await last_look(session, outcome)
                 released = not after  # known only once the transaction committed
                 pending = after or []
         finally:

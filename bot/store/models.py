@@ -351,6 +351,7 @@ class OutboxItem(Base):
     __table_args__ = (
         Index("ix_outbox_due", "channel", "status", "next_attempt_at"),
         Index("ix_outbox_automatic", "automatic", "contact_id", "sent_at"),
+        Index("ix_outbox_recipient_claimed", "channel", "recipient", "claimed_at"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
@@ -374,6 +375,9 @@ class OutboxItem(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claimed_until: Mapped[datetime | None] = mapped_column()
+    claimed_at: Mapped[datetime | None] = mapped_column()
+    """When the item's last request was about to leave (its claim): a channel's spacing
+    between messages to one recipient counts from here (see `outbox.claim`)."""
     last_error: Mapped[str | None] = mapped_column(Text)
     external_id: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from bot.store.models import Lease, Message, OutboxItem
 from bot.store.types import utcnow
@@ -200,29 +201,65 @@ async def claim(
     *,
     claim_seconds: float,
     now: datetime | None = None,
+    spacing: float | None = None,
 ) -> OutboxItem | None:
     """Mark the item `sending` for `owner`, right before its request; None if it is not due.
 
     The update is conditional, so of two workers holding the same candidate exactly one
     claims it; the other finds it sent, claimed, or held back to a later time meanwhile.
+    With `spacing`, it is not due either while a request to its recipient on its channel
+    left less than that many seconds ago (`wait_for_spacing` says how long is left).
     """
     now = now or utcnow()
+    due = [
+        OutboxItem.id == item_id,
+        OutboxItem.status == "pending",
+        OutboxItem.next_attempt_at <= now,
+    ]
+    if spacing is not None:
+        due.append(~_requested_for_recipient_since(now - timedelta(seconds=spacing)))
     claimed = await session.scalars(
         update(OutboxItem)
-        .where(
-            OutboxItem.id == item_id,
-            OutboxItem.status == "pending",
-            OutboxItem.next_attempt_at <= now,
-        )
+        .where(*due)
         .values(
             status="sending",
             claimed_by=owner,
             claimed_until=now + timedelta(seconds=claim_seconds),
+            claimed_at=now,
         )
         .returning(OutboxItem)  # the claimed row itself: no second statement to read it
         .execution_options(synchronize_session=False, populate_existing=True)
     )
     return claimed.first()
+
+
+def _requested_for_recipient_since(since: datetime) -> ColumnElement[bool]:
+    """A request to this item's recipient, on its channel, left after `since`."""
+    earlier = aliased(OutboxItem)
+    return (
+        select(earlier.id)
+        .where(
+            earlier.channel == OutboxItem.channel,
+            earlier.recipient == OutboxItem.recipient,
+            earlier.claimed_at > since,
+        )
+        .exists()
+    )
+
+
+async def wait_for_spacing(
+    session: AsyncSession, item: OutboxItem, spacing: float, now: datetime
+) -> float:
+    """Seconds until `item` may go to its recipient `spacing` after the last request that
+    left for it; 0 when it may go now."""
+    last = await session.scalar(
+        select(func.max(OutboxItem.claimed_at)).where(
+            OutboxItem.channel == item.channel, OutboxItem.recipient == item.recipient
+        )
+    )
+    if last is None:
+        return 0.0
+    return max(0.0, (last + timedelta(seconds=spacing) - now).total_seconds())
 
 
 async def release_claim(session: AsyncSession, item_id: int, owner: str) -> None:
@@ -234,7 +271,7 @@ async def release_claim(session: AsyncSession, item_id: int, owner: str) -> None
             OutboxItem.status == "sending",
             OutboxItem.claimed_by == owner,
         )
-        .values(status="pending", claimed_by=None, claimed_until=None)
+        .values(status="pending", claimed_by=None, claimed_until=None, claimed_at=None)
         .execution_options(synchronize_session=False)
     )
 

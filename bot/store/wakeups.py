@@ -5,8 +5,10 @@ processed twice wakes nobody twice. Claiming moves due ones from `pending` to `r
 a claim that expires: on PostgreSQL the candidates are locked `FOR UPDATE SKIP LOCKED`, so
 workers claiming at once take different rows; on SQLite the transaction holds the write lock
 and the `UPDATE` is conditional on the row still being claimable. A worker that dies leaves
-`running` rows whose claim runs out; they are claimed again, and what they do is idempotent
-(every message has its idempotency key), so nothing is sent twice.
+`running` rows; they are claimed again once the lease their worker holds while it runs them
+(`runner_lease`, kept alive by its heartbeat) has lapsed, or at the latest when their claim
+runs out. What they do is idempotent: a resumed run whose message was queued sends nothing
+more, and every message has its idempotency key, so nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.dialect import insert_ignoring_conflicts
-from bot.store.models import Wakeup
+from bot.store.models import Lease, Wakeup
+from bot.store.types import utcnow
 
 OPEN = ("pending", "running")
 
@@ -62,10 +65,24 @@ async def add_wakeups(session: AsyncSession, wakeups: Sequence[NewWakeup]) -> in
     return len(result.all())
 
 
+def runner_lease(owner: str) -> str:
+    """The lease `owner` holds while it runs wake-ups it claimed (see leases.py)."""
+    return f"wakeups:{owner}"
+
+
 def _claimable(now: datetime) -> Any:
+    runner_gone = (
+        select(Lease.name)
+        .where(
+            Lease.name == literal("wakeups:") + Wakeup.claimed_by,  # runner_lease, in SQL
+            Lease.owner == Wakeup.claimed_by,
+            Lease.expires_at < utcnow(),  # leases keep real time (see leases.py), as must this
+        )
+        .exists()
+    )
     return or_(
         and_(Wakeup.status == "pending", Wakeup.due_at <= now),
-        and_(Wakeup.status == "running", Wakeup.claimed_until < now),
+        and_(Wakeup.status == "running", or_(Wakeup.claimed_until < now, runner_gone)),
     )
 
 

@@ -42,6 +42,10 @@ class CustomerChannel(Channel):
         chat_id = _chat_id(item)
         return None if chat_id is None else await self.pacing.reserve(chat_id)
 
+    def spacing(self, item: OutboxItem) -> float | None:
+        chat_id = _chat_id(item)
+        return None if chat_id is None else self.pacing.spacing(chat_id)
+
     async def deliver(self, item: OutboxItem) -> DeliveryResult:
         chat_id = _chat_id(item)
         if chat_id is None:

@@ -74,6 +74,11 @@ class Pacing:
         self._chats.move_to_end(chat_id)
         return window
 
+    def spacing(self, chat_id: int) -> float | None:
+        """Seconds that must pass between two messages to `chat_id` from any worker: a private
+        chat's one a second. A group's twenty a minute is this process's window alone."""
+        return MARGIN / self.private_per_second if chat_id > 0 else None
+
     async def reserve(self, chat_id: int) -> float | None:
         """Take a slot for one message to `chat_id`; or the seconds to wait if there is none."""
         now = time.monotonic()

@@ -6,7 +6,7 @@ import pytest
 
 from agents.messages import ModelRequest, ModelTurn
 from bot.store.inbox import pending_messages
-from bot.store.models import AgentRun, Message, OutboxItem
+from bot.store.models import AgentRun, AuditEvent, Message, OutboxItem
 from tests.support.harness import Harness
 from tests.support.models import FunctionModel, call, turn
 
@@ -59,6 +59,18 @@ async def test_a_run_killed_after_its_reply_was_queued_does_not_reply_again(
         texts = [i.text for i in await successor.rows(OutboxItem, OutboxItem.channel == "console")]
         assert texts == ["Our plans start at the basic tier.", "Yes, email is built in."]
         assert len(answers.requests) == 1  # only the new message cost a model call
+        # The audit trail gives each message to one run: the resumed run lists only the
+        # message its reply answered, the run after it the one that came while it was down.
+        given = {
+            event.run_id: [m["text"] for m in event.payload["input"]]
+            for event in await successor.rows(
+                AuditEvent, AuditEvent.kind.in_(("run_started", "run_resumed"))
+            )
+        }
+        assert sorted(given.values()) == [
+            ["and do you integrate with email?"],
+            ["what plans do you have?"],
+        ]
     finally:
         await successor.app.aclose()
 

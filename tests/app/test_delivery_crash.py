@@ -241,9 +241,11 @@ async def test_a_claim_whose_commit_answer_was_lost_is_given_back_and_sent_not_f
     claim_now = OutboxWorker._claim_now
     cut = True
 
-    async def committed_then_cut(self: OutboxWorker, candidate: OutboxItem) -> OutboxItem | None:
+    async def committed_then_cut(
+        self: OutboxWorker, candidate: OutboxItem, paced: dict[int, float]
+    ) -> OutboxItem | None:
         nonlocal cut
-        claimed = await claim_now(self, candidate)
+        claimed = await claim_now(self, candidate, paced)
         if cut:
             cut = False
             raise OperationalError("COMMIT", None, ConnectionResetError("connection reset"))

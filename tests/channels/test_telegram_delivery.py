@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from typing import Any
 
 import httpx
 import pytest
@@ -187,3 +189,47 @@ async def test_sending_above_the_free_limit_asks_for_paid_broadcasts(
         assert bool(sent.get("allow_paid_broadcast")) is paid
     finally:
         await rig.stop()
+
+
+async def test_two_workers_sending_to_one_chat_keep_to_one_message_a_second_together(
+    fake: FakeTelegram, database_url: str
+) -> None:
+    first, second = (TelegramRig(fake, database_url, worker_id=f"worker-{n}") for n in (1, 2))
+    for rig in (first, second):
+        await rig.start(FunctionModel(lambda request: turn("Hi Ann!")))
+    assert first.app is not None and second.app is not None
+    later = second.app.outbox_workers["telegram"]
+    later.stop()  # so the first reply goes from the first worker, and this one never saw it
+    try:
+        fake.user_message(ANN, "hello", first_name="Ann")
+        await eventually(lambda: texts(fake, ANN) == ["Hi Ann!"])
+        first.app.outbox_workers["telegram"].stop()
+        (reply,) = await first.rows(OutboxItem, OutboxItem.channel == "telegram")
+        assert reply.claimed_by == "worker-1"
+        async with second.app.db.transaction() as session:
+            await outbox.enqueue(
+                session,
+                key="next",
+                conversation_id=reply.conversation_id,
+                contact_id=reply.contact_id,
+                channel="telegram",
+                recipient=str(ANN),
+                text="And one more thing.",
+            )
+        # The second worker's own pacing never saw this chat: only the claim, which sees
+        # what every worker sent, can keep the chat's second.
+        passes = 1
+        while not await later.deliver_due():
+            passes += 1
+            await asyncio.sleep(0.05)
+        assert texts(fake, ANN) == ["Hi Ann!", "And one more thing."]
+        arrivals = [c.at for c in fake.calls if c.method == "sendMessage" and _to(c, ANN)]
+        assert arrivals[1] - arrivals[0] >= 1.0
+        assert passes > 1  # held back at first: it was too soon
+    finally:
+        for rig in (first, second):
+            await rig.stop()
+
+
+def _to(call: Any, chat_id: int) -> bool:
+    return str(call.params.get("chat_id")) == str(chat_id)

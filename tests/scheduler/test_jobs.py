@@ -7,10 +7,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from agents.messages import ModelRequest, ModelTurn
 from bot.store import jobs
-from bot.store.models import AuditEvent, JobFiring, Wakeup
+from bot.store.models import AgentRun, AuditEvent, JobFiring, Lease, Wakeup
+from bot.store.types import utcnow
 from tests.scheduler.conftest import Proactive, at
+from tests.support.models import FunctionModel, call, turn
 
 NIGHTLY: dict[str, Any] = {
     "name": "nightly-nudge",
@@ -217,3 +221,50 @@ async def test_stopping_the_clock_lets_the_tick_in_progress_finish_without_a_cra
 
     assert finished.is_set()
     assert "raised an exception" not in caplog.text and "Traceback" not in caplog.text
+
+
+class Killed(BaseException):
+    """The worker dies here: nothing after this point in its process happens (like SIGKILL)."""
+
+
+async def test_a_check_in_whose_worker_died_after_queueing_it_is_taken_over_and_sent_once(
+    proactive: Proactive,
+) -> None:
+    await proactive.lead("Ann Lee", "ann@example.com")
+    await proactive.add_agent(NIGHTLY)
+    await proactive.tick()
+
+    def checks_in_then_dies(request: ModelRequest) -> ModelTurn:
+        if any(getattr(m, "name", "") == "send_message" for m in request.messages):
+            raise Killed()  # the check-in is queued; the run and its wake-up never closed
+        return turn("", call("send_message", {"text": "Hi Ann, anything we can help with?"}))
+
+    proactive.harness.use_model(FunctionModel(checks_in_then_dies))
+    proactive.clock.set(at(0, 10, 0, 5))
+    with pytest.raises(Killed):
+        await proactive.scheduler.tick()  # fires the slot, then runs its wake-up
+    [wakeup] = await proactive.rows(Wakeup)
+    assert wakeup.status == "running"
+
+    successor = proactive.scheduler_for("worker-b")
+    never = FunctionModel(lambda request: pytest.fail("the check-in was asked for again"))
+    proactive.harness.use_model(never)
+    assert await successor.wakeups.run_due() == 0  # its worker's leases are alive: hands off
+
+    async with proactive.db.transaction() as session:  # its heartbeat stopped: leases lapse
+        await session.execute(
+            update(Lease)
+            .where(Lease.owner == proactive.harness.settings.worker_id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    # Taken over at once, not when the ten-minute claim runs out: the resumed run finds its
+    # message queued and closes, and the wake-up is done in the same commit.
+    assert await successor.wakeups.run_due() == 1
+    [wakeup] = await proactive.rows(Wakeup)
+    assert wakeup.status == "done" and "already been sent" in (wakeup.result or "")
+    [run] = await proactive.rows(AgentRun)
+    assert run.status == "finished" and wakeup.run_id == run.id
+    while await proactive.mailer.deliver_due():
+        pass
+    assert proactive.email.delivered == [("ann@example.com", "Hi Ann, anything we can help with?")]
+    assert never.requests == []

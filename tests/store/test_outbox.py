@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from bot.app.delivery import OutboxWorker
 from bot.store import outbox
-from bot.store.audit import verify_chain
+from bot.store.audit import AuditLog, verify_chain
 from bot.store.db import Database
 from bot.store.models import AuditEvent, Contact, Message, OutboxItem
+from bot.store.types import utcnow
 from channels.base import Channel, DeliveryResult, Failed, RetryLater, Sent, Unknown
 from tests.support.outbox import (
     CHANNEL,
@@ -385,3 +388,55 @@ async def test_an_item_without_a_rate_limit_slot_is_held_back_unclaimed_and_unat
     item = await item_by_key(db, "a1")
     assert (item.status, item.attempts) == ("sent", 1)
     assert await count(db, AuditEvent) == 1  # the send; being paced is not worth a record
+
+
+class SpacedChannel(ScriptedChannel):
+    """A channel whose recipients take one message a second from all workers together; each
+    worker's own `pace` has no limit, as a second process's pacing knows nothing of the first's."""
+
+    def spacing(self, item: OutboxItem) -> float | None:
+        return 1.0
+
+
+async def test_a_recipient_another_worker_just_sent_to_is_held_back_until_its_spacing_passed(
+    db: Database, chat: Chat
+) -> None:
+    await queue(db, chat, "a1")
+    await queue(db, chat, "a2")
+    now = [utcnow()]
+
+    def sender(worker_id: str, channel: Channel) -> OutboxWorker:
+        return OutboxWorker(db, AuditLog(), channel, worker_id=worker_id, clock=lambda: now[0])
+
+    first, second = SpacedChannel(Sent("tg-1")), SpacedChannel(Sent("tg-2"))
+    assert await sender("worker-1", first).deliver_due() == 1
+
+    now[0] += timedelta(seconds=0.3)
+    other = sender("worker-2", second)
+    assert await other.deliver_due() == 0  # "a2" is due, but "ann" had a message 0.3 s ago
+    item = await item_by_key(db, "a2")
+    assert (item.status, item.attempts, item.claimed_by) == ("pending", 0, None)
+    assert item.next_attempt_at > now[0]  # held back for the rest of the second, not retried
+    assert second.delivered == []
+
+    now[0] += timedelta(seconds=0.8)
+    assert await other.deliver_due() == 1
+    assert second.delivered == ["a2"]
+    assert (await item_by_key(db, "a2")).status == "sent"
+
+
+async def test_spacing_counts_only_messages_to_the_same_recipient(db: Database) -> None:
+    async with db.transaction() as session:
+        for recipient in ("ann", "bob"):
+            await outbox.enqueue(
+                session,
+                key=recipient,
+                conversation_id=None,
+                contact_id=None,
+                channel=CHANNEL,
+                recipient=recipient,
+                text="hello",
+                to_contact=False,
+            )
+    channel = SpacedChannel(Sent("tg-1"), Sent("tg-2"))
+    assert await worker(db, channel).deliver_due() == 2  # two chats: neither waits

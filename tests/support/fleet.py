@@ -159,7 +159,9 @@ class Fleet:
                 "QUIET_HOURS": "none",
                 "PROACTIVE_MAX_PER_WEEK": "1000",
                 "PROACTIVE_DAILY_LIMIT": "100000",
-                "LOG_LEVEL": "WARNING",
+                # FLEET_LOG_LEVEL=INFO keeps each run's end in the workers' logs, to trace a
+                # failure by its run ids.
+                "LOG_LEVEL": os.environ.get("FLEET_LOG_LEVEL", "WARNING"),
             }
             | self.extra_env
         )

@@ -132,6 +132,8 @@ class Tally:
     unhandled: int = 0
     runs_per_message: Counter[int] = field(default_factory=Counter)
     """Number of runs a message was given to -> how many messages."""
+    shared_messages: dict[int, list[str]] = field(default_factory=dict)
+    """Each message given to more than one run -> those runs, for the failure report."""
     resumed_runs: int = 0
     handed_off: int = 0
     outbox: Counter[str] = field(default_factory=Counter)
@@ -177,7 +179,7 @@ class Tally:
             (self.sent - self.recorded, "messages never recorded"),
             (self.recorded_twice, "messages recorded twice"),
             (self.unhandled, "messages never answered"),
-            (self.doubled_messages, "messages given to two runs"),
+            (self.doubled_messages, f"messages given to two runs {self.shared_messages}"),
             (self.total("delivered_twice"), "replies delivered twice"),
             (self.total("asked_again"), "questions asked again (a run missed the last reply)"),
             (self.total("out_of_order"), "replies out of order"),
@@ -285,6 +287,7 @@ def _count_runs(
             if given.get("id") in messages:
                 runs[given["id"]].add(run_id)
     result.runs_per_message = Counter(len(runs.get(m, ())) for m in messages)
+    result.shared_messages = {m: sorted(runs[m]) for m in messages if len(runs.get(m, ())) > 1}
 
 
 def _count_outbox(result: Tally, items: list[tuple[str, str, str]]) -> None:
