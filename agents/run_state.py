@@ -25,7 +25,7 @@ class RunOutcome:
     run_id: str | None
     agent: str | None
     status: str
-    """finished | handed_off | skipped"""
+    """finished | handed_off | skipped | postponed (a proactive run that must wait: try later)"""
     reason: str = ""
 
 

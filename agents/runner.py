@@ -171,7 +171,9 @@ class AgentRunner:
                     None, agent.name, "skipped", f"conversation is {conversation.state}"
                 )
             if await runs.unfinished_run(session, conversation_id, inbound=True) is not None:
-                return RunOutcome(None, agent.name, "skipped", "an inbound run is unfinished")
+                # A stopped worker's run, resumed by the next pass over pending messages: the
+                # proactive run waits for it (`postponed`) rather than being dropped.
+                return RunOutcome(None, agent.name, "postponed", "an inbound run is unfinished")
             run = await self._open_run(
                 session,
                 agent,
@@ -280,7 +282,12 @@ class AgentRunner:
         row = (
             None
             if dry_run
-            else await runs.unfinished_run(session, conversation_id, inbound=trigger == "inbound")
+            else await runs.unfinished_run(
+                session,
+                conversation_id,
+                inbound=trigger == "inbound",
+                started_by=None if trigger == "inbound" else started_by,
+            )
         )
         resumed = row is not None
         run = RunState(

@@ -202,7 +202,12 @@ class WakeupWorker:
             settled = in_closing  # the run returned, so its closing transaction committed
             if not settled:  # skipped before a run opened: nothing closed, nothing settled
                 async with self.db.transaction() as session:
-                    await settle(session, outcome)
+                    if outcome.status == "postponed":
+                        verdict = Verdict("postpone", outcome.reason, self.clock() + BUSY_RETRY)
+                        await self._settle(session, wakeup, verdict, self.clock())
+                        await leases.release(session, lease, self.worker_id)
+                    else:
+                        await settle(session, outcome)
                 settled = True
         finally:
             if not settled:

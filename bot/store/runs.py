@@ -83,20 +83,24 @@ def new_run_id() -> str:
 
 
 async def unfinished_run(
-    session: AsyncSession, conversation_id: int, *, inbound: bool
+    session: AsyncSession, conversation_id: int, *, inbound: bool, started_by: str | None = None
 ) -> AgentRun | None:
     """A run of this conversation that a stopped worker left running (dry runs excluded):
-    an inbound one, or (`inbound=False`) a proactive one.
+    an inbound one, or (`inbound=False`) a proactive one, of `started_by` when given.
 
     Kept apart because resuming means "this run's work is mine": an inbound run taking over a
     proactive run that had sent its message would count that message as the reply to the
-    contact's new messages, and they would never be answered."""
+    contact's new messages, and they would never be answered. Likewise a proactive run
+    resumes only its own cause's run: a check-in taking over an event's run that had sent
+    its message would close it, and the event's wake-up, run again, would send it twice."""
     kind = (
         AgentRun.trigger == "inbound" if inbound else AgentRun.trigger.not_in(("inbound", "test"))
     )
     query = select(AgentRun).where(
         AgentRun.conversation_id == conversation_id, AgentRun.status == "running", kind
     )
+    if started_by is not None:
+        query = query.where(AgentRun.started_by == started_by)
     return (await session.execute(query.limit(1))).scalar_one_or_none()
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from agents.messages import ModelRequest, ModelTurn
+from agents.run_state import RunOutcome
 from bot.store.inbox import pending_messages
-from bot.store.models import AgentRun, AuditEvent, Message, OutboxItem
-from tests.support.harness import Harness
+from bot.store.models import AgentRun, AuditEvent, Conversation, Message, OutboxItem
+from tests.support.harness import Harness, agent_definition
 from tests.support.models import FunctionModel, call, turn
 
 
@@ -103,3 +104,65 @@ async def test_a_resumed_run_keeps_the_steps_it_had_used(
         assert run.steps == 5
     finally:
         await successor.app.aclose()
+
+
+async def _proactive(h: Harness, conversation_id: int, started_by: str) -> RunOutcome:
+    return await h.app.runner.handle_proactive(
+        conversation_id,
+        agent_definition(),
+        trigger="event" if started_by.startswith("event:") else "schedule",
+        started_by=started_by,
+        cause={"event_id": started_by},
+        task={"instruction": "Check in.", "message": None},
+    )
+
+
+async def test_a_proactive_run_left_by_a_kill_is_resumed_by_its_own_cause_only(
+    harness: Harness, database_url: str
+) -> None:
+    """Found by `bench.crash` on PostgreSQL: a check-in's run took over an event's run that
+    had queued its message and closed it; the event's wake-up, run again, found nothing to
+    resume and sent its message a second time."""
+
+    def pings_then_dies(request: ModelRequest) -> ModelTurn:
+        if "task" not in request.agent_hints:
+            return turn("Hello Ann!")
+        if any(getattr(m, "name", "") == "send_message" for m in request.messages):
+            raise Killed()  # the event's message is queued; its run is never closed
+        return turn("", call("send_message", {"text": "About your trial: it ends Friday."}))
+
+    harness.use_model(FunctionModel(pings_then_dies))
+    await harness.answer("hi")
+    (conversation,) = await harness.rows(Conversation)
+    conversation_id = conversation.id
+    with pytest.raises(Killed):
+        await _proactive(harness, conversation_id, "event:trial-ends")
+
+    successor = await _successor(database_url)
+    successor.use_model(FunctionModel(lambda request: turn("Any questions?")))
+    try:
+        check_in = await _proactive(successor, conversation_id, "job:check-in@10:00")
+        event = await _proactive(successor, conversation_id, "event:trial-ends")
+        texts = [i.text for i in await successor.rows(OutboxItem, OutboxItem.channel == "console")]
+        runs = {run.started_by: run for run in await successor.rows(AgentRun)}
+    finally:
+        await successor.app.aclose()
+    assert check_in.status == "finished" and check_in.run_id == runs["job:check-in@10:00"].id
+    assert event.run_id == runs["event:trial-ends"].id and "already been sent" in event.reason
+    # Each once, after the greeting: the event's run is resumed by the event's wake-up alone.
+    assert texts == ["Hello Ann!", "About your trial: it ends Friday.", "Any questions?"]
+
+
+async def test_a_proactive_run_waits_for_an_unfinished_inbound_run_instead_of_being_dropped(
+    harness: Harness, database_url: str
+) -> None:
+    def dies_while_answering(request: ModelRequest) -> ModelTurn:
+        if any(getattr(m, "name", "") == "send_message" for m in request.messages):
+            raise Killed()  # the reply is queued; the run is never closed
+        return turn("", call("send_message", {"text": "Our plans start at the basic tier."}))
+
+    harness.use_model(FunctionModel(dies_while_answering))
+    conversation_id = await harness.receive("what plans do you have?")
+    await _run_until_killed(harness, conversation_id)
+    outcome = await _proactive(harness, conversation_id, "job:check-in@10:00")
+    assert (outcome.status, outcome.reason) == ("postponed", "an inbound run is unfinished")

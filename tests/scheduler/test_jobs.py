@@ -268,3 +268,27 @@ async def test_a_check_in_whose_worker_died_after_queueing_it_is_taken_over_and_
         pass
     assert proactive.email.delivered == [("ann@example.com", "Hi Ann, anything we can help with?")]
     assert never.requests == []
+
+
+async def test_a_check_in_waits_for_an_inbound_run_a_dead_worker_left_instead_of_dropping(
+    proactive: Proactive,
+) -> None:
+    ann = await proactive.lead("Ann Lee", "ann@example.com")
+    await proactive.add_agent(NIGHTLY)
+    await proactive.tick()
+
+    def replies_then_dies(request: ModelRequest) -> ModelTurn:
+        if any(getattr(m, "name", "") == "send_message" for m in request.messages):
+            raise Killed()  # the reply is queued; the inbound run is never closed
+        return turn("", call("send_message", {"text": "Happy to help."}))
+
+    proactive.harness.use_model(FunctionModel(replies_then_dies))
+    with pytest.raises(Killed):
+        await proactive.reply(ann, "a question about pricing")
+    proactive.clock.set(at(0, 10, 0, 5))
+    await proactive.tick()
+    [wakeup] = await proactive.rows(Wakeup)
+    assert (wakeup.status, wakeup.result) == ("pending", "an inbound run is unfinished")
+    assert wakeup.due_at > proactive.clock()  # tried again in a minute, not dropped
+    [postponed] = await proactive.rows(AuditEvent, AuditEvent.kind == "wakeup_postponed")
+    assert postponed.payload["reason"] == "an inbound run is unfinished"
