@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.redact import Redactor
 from bot.store.db import Database
-from bot.store.dialect import dialect_insert
+from bot.store.dialect import dialect_insert, skipping_locked
 from bot.store.leases import Lease
 from bot.store.models import AuditChain, AuditEvent, AuditSeal
 from bot.store.types import utcnow
@@ -168,12 +168,11 @@ def _seal_hash(seal: AuditSeal) -> str:
 
 async def seal(session: AsyncSession) -> AuditSeal | None:
     """Record the tips of the chains that grew since the last seal; None if none did."""
+    # Chains a writer holds are sealed next time: waiting for them would deadlock with a
+    # transaction that appends to two chains (found by `bench.crash` on PostgreSQL).
+    grown_chains = select(AuditChain).where(AuditChain.last_seq > AuditChain.sealed_seq)
     grown = (
-        (
-            await session.execute(
-                select(AuditChain).where(AuditChain.last_seq > AuditChain.sealed_seq)
-            )
-        )
+        (await session.execute(skipping_locked(session, grown_chains.order_by(AuditChain.key))))
         .scalars()
         .all()
     )

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import TextClause
+from sqlalchemy.sql import Select, TextClause
 
 from bot.store.models import Base
 
 Insert = postgresql.Insert | sqlite.Insert
+SelectT = TypeVar("SelectT", bound=Select[Any])
 
 
 def dialect_insert(session: AsyncSession, model: type[Base]) -> Insert:
@@ -34,3 +35,12 @@ def insert_ignoring_conflicts(
     return dialect_insert(session, model).on_conflict_do_nothing(
         index_elements=conflict_columns, index_where=index_where
     )
+
+
+def skipping_locked(session: AsyncSession, query: SelectT) -> SelectT:
+    """`query` locking the rows it reads and passing over rows another transaction holds
+    (PostgreSQL's `FOR UPDATE SKIP LOCKED`), so it never waits on, or deadlocks with, a
+    writer. SQLite runs one writer at a time: there is nothing to skip."""
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query

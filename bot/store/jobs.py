@@ -17,7 +17,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.errors import NotFoundError
-from bot.store.dialect import insert_ignoring_conflicts
+from bot.store.dialect import insert_ignoring_conflicts, skipping_locked
 from bot.store.models import Job, JobFiring
 
 
@@ -88,9 +88,7 @@ async def due_jobs(session: AsyncSession, now: datetime) -> list[Job]:
         .where(Job.enabled.is_(True), Job.paused.is_(False), Job.next_fire_at <= now)
         .order_by(Job.next_fire_at)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list((await session.execute(query)).scalars())
+    return list((await session.execute(skipping_locked(session, query))).scalars())
 
 
 async def advance(
@@ -144,9 +142,7 @@ async def reclaim_lapsed(
     lapsed = select(JobFiring.id).where(
         JobFiring.status == "running", JobFiring.claimed_until < now
     )
-    if session.get_bind().dialect.name == "postgresql":
-        lapsed = lapsed.with_for_update(skip_locked=True)
-    ids = list((await session.execute(lapsed)).scalars())
+    ids = list((await session.execute(skipping_locked(session, lapsed))).scalars())
     if not ids:
         return []
     taken = await session.execute(

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.store.dialect import insert_ignoring_conflicts
+from bot.store.dialect import insert_ignoring_conflicts, skipping_locked
 from bot.store.models import Lease, Wakeup
 from bot.store.types import utcnow
 
@@ -91,9 +91,7 @@ async def claim_due(
 ) -> list[Wakeup]:
     """Take up to `limit` due wake-ups for `worker`, oldest due first."""
     candidates = select(Wakeup.id).where(_claimable(now)).order_by(Wakeup.due_at).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    ids = list((await session.execute(candidates)).scalars())
+    ids = list((await session.execute(skipping_locked(session, candidates))).scalars())
     if not ids:
         return []
     claimed = (

@@ -281,3 +281,24 @@ async def test_configured_secrets_never_reach_stored_payloads_or_actor(db: Datab
     assert secret not in stored and token not in stored
     assert stored.count("[redacted]") == 4
     assert await verify(db) == (1, [])
+
+
+async def test_sealing_passes_over_a_chain_a_writer_holds_instead_of_waiting_for_it(
+    db: Database,
+) -> None:
+    """Found by `bench.crash` on PostgreSQL: the sealer waited for a chain a run's transaction
+    held, while that transaction waited for a chain the sealer had just sealed: a deadlock.
+    (SQLite has one writer at a time, so there the sealer simply waits its turn.)"""
+    if db.is_sqlite:
+        pytest.skip("two writers at once are PostgreSQL's")
+    await append_events(db, 2, conversation_id=1)
+    await append_events(db, 2, conversation_id=2)
+    audit = AuditLog()
+    async with db.transaction() as writer:  # appends to conversation 1 and holds its chain
+        await audit.append(writer, "note", {"n": 9}, actor="test", conversation_id=1)
+        async with db.transaction() as session:
+            record = await asyncio.wait_for(seal(session), timeout=5)
+        assert record is not None and set(record.heads) == {"conversation:2"}
+    await seal_now(db)  # the writer is done: its chain is sealed next time
+    async with db.transaction() as session:
+        assert (await verify_trail(session)).unsealed == 0
