@@ -50,6 +50,13 @@ async def supervise(
             await start()
             return
         except Exception as error:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Stopping: the task failed while it was being cancelled (its clean-up could
+                # not reach the database, say). Restarting it would swallow the stop and keep
+                # the process from ever ending.
+                log.warning("%s failed while stopping: %s", name, error)
+                raise asyncio.CancelledError from error
             failures = 1 if loop.time() - started >= policy.healthy_seconds else failures + 1
             detail = f"{type(error).__name__}: {error}"
             if failures > policy.max_restarts:

@@ -126,4 +126,8 @@ class Lease:
                     continue
                 await step()
         finally:
-            await self.release()
+            try:
+                await self.release()
+            except Exception:
+                # It lapses by itself within `seconds`; what stopped us must not be masked.
+                log.warning("lease %s not released; it lapses in %gs", self.key, self.seconds)

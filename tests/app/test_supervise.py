@@ -72,3 +72,25 @@ async def test_serve_restarts_a_channel_audits_it_and_raises_when_it_gives_up(
     assert recovering.starts == 2  # restarted once, then ran until the shutdown
     restarts = await harness.rows(AuditEvent, AuditEvent.kind == "channel_restarted")
     assert len(restarts) == 1 + FAST.max_restarts
+
+
+async def test_a_task_that_fails_while_being_stopped_is_stopped_not_restarted() -> None:
+    """Found in CI: a stop cancelled the audit sealer, whose clean-up then failed on a locked
+    database; the supervisor took that for a crash and restarted it, again and again, and
+    the process never finished stopping."""
+    starts = 0
+
+    async def cleans_up_badly() -> None:
+        nonlocal starts
+        starts += 1
+        try:
+            await asyncio.Event().wait()
+        finally:
+            raise OSError("database is locked")
+
+    supervised = asyncio.create_task(supervise("sealer", cleans_up_badly, _no_report, FAST))
+    await asyncio.sleep(0.05)
+    supervised.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(supervised, timeout=5)
+    assert starts == 1
