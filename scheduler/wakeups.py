@@ -176,17 +176,23 @@ class WakeupWorker:
 
     async def _run(self, wakeup: Wakeup, agent: AgentDefinition, conversation_id: int) -> None:
         lease = leases.conversation_lease(conversation_id)
-        in_closing, settled = False, False
+        written, settled = False, False
 
         async def settle(session: Tx, outcome: RunOutcome) -> None:
             # The wake-up is done in the commit that closes its run: a worker that dies in
             # between cannot leave a run that sent its message and a wake-up still claimed,
             # run again once the claim runs out.
-            nonlocal in_closing
-            result = f"{outcome.status}: {outcome.reason}"
-            await store.finish(session, wakeup.id, "done", result, self.clock(), outcome.run_id)
+            nonlocal written
+            if outcome.status == "postponed":
+                until = self.clock() + BUSY_RETRY
+                await self._settle(
+                    session, wakeup, Verdict("postpone", outcome.reason, until), self.clock()
+                )
+            else:
+                result = f"{outcome.status}: {outcome.reason}"
+                await store.finish(session, wakeup.id, "done", result, self.clock(), outcome.run_id)
             await leases.release(session, lease, self.worker_id)
-            in_closing = True
+            written = True
 
         try:
             trigger: dict[str, Any] = wakeup.trigger
@@ -199,15 +205,10 @@ class WakeupWorker:
                 task={"instruction": trigger.get("instruction"), "message": trigger.get("message")},
                 on_close=settle,
             )
-            settled = in_closing  # the run returned, so its closing transaction committed
-            if not settled:  # skipped before a run opened: nothing closed, nothing settled
+            settled = written  # the run returned, so its closing transaction committed
+            if not settled:  # skipped or postponed before a run opened: nothing closed
                 async with self.db.transaction() as session:
-                    if outcome.status == "postponed":
-                        verdict = Verdict("postpone", outcome.reason, self.clock() + BUSY_RETRY)
-                        await self._settle(session, wakeup, verdict, self.clock())
-                        await leases.release(session, lease, self.worker_id)
-                    else:
-                        await settle(session, outcome)
+                    await settle(session, outcome)
                 settled = True
         finally:
             if not settled:

@@ -22,8 +22,12 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("outbox") as batch:
-        batch.add_column(sa.Column("claimed_at", bot.store.types.UTCDateTime(timezone=True), nullable=True))
-    op.create_index("ix_outbox_recipient_claimed", "outbox", ["channel", "recipient", "claimed_at"])
+        batch.add_column(
+            sa.Column("claimed_at", bot.store.types.UTCDateTime(timezone=True), nullable=True)
+        )
+    op.create_index(
+        "ix_outbox_recipient_claimed", "outbox", ["channel", "recipient", "claimed_at"]
+    )
 
 
 def downgrade() -> None:
