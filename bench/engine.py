@@ -107,7 +107,8 @@ async def measure(messages: int, contacts: int, url: str) -> Figures:
         )
         async with app.db.transaction() as session:
             recorded = await record_inbound(session, inbound)
-        assert recorded is not None
+            assert recorded is not None
+            await app.take_turns(session, [recorded.conversation.id])  # as a channel does
         received_at.setdefault(recorded.conversation.id, time.perf_counter())
         app.dispatcher.notify(recorded.conversation.id)
     await app.dispatcher.idle()

@@ -71,8 +71,10 @@ class ConsoleChannel(Channel):
         )
         async with self.app.db.transaction() as session:
             recorded = await record_inbound(session, inbound)
-            if recorded is not None and self.agent:
-                recorded.conversation.current_agent = self.agent
+            if recorded is not None:
+                if self.agent:
+                    recorded.conversation.current_agent = self.agent
+                await self.app.take_turns(session, [recorded.conversation.id])
         if recorded is not None:
             self.app.notify(recorded.conversation.id)
         await self.app.settle()

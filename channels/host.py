@@ -23,6 +23,15 @@ from channels.base import Channel
 Activity = Callable[[int], AbstractAsyncContextManager[None]]
 """Shown while a run works on a conversation (Telegram's "typing")."""
 
+TakeTurns = Callable[[Tx, list[int]], Awaitable[None]]
+"""`Host.take_turns`: claims, in an intake's transaction, the turns of the conversations it
+recorded messages for."""
+
+
+async def no_turns(session: Tx, conversation_ids: list[int]) -> None:
+    """For an intake with no host to claim turns for: its runs take their leases themselves."""
+    del session, conversation_ids
+
 
 @dataclass(frozen=True, slots=True)
 class Admin:
@@ -69,6 +78,12 @@ class Host(Protocol):
 
     @property
     def admins(self) -> AdminPort: ...
+
+    async def take_turns(self, session: Tx, conversation_ids: list[int]) -> None:
+        """Called in the transaction that records new inbound messages, for the conversations
+        they belong to: the host may claim those conversations' turns in it (the lease its
+        runs need), so the runs that `notify` starts take no commit of their own."""
+        ...
 
     def notify(self, conversation_id: int) -> None:
         """The conversation has new inbound messages (already committed)."""

@@ -63,6 +63,9 @@ class WakeupWorker:
     ) -> None:
         self.db, self.audit, self.runner, self.rules = db, audit, runner, rules
         self.worker_id, self.lease_seconds = worker_id, lease_seconds
+        self.turn_owner = leases.proactive_owner(worker_id)
+        """Who this worker's wake-ups hold conversations as: not the dispatcher's name, so an
+        inbound run and a wake-up of one process never share a conversation."""
         self.clock, self.batch = clock, batch
 
     async def run_due(self) -> int:
@@ -107,7 +110,7 @@ class WakeupWorker:
             if not await leases.try_acquire(
                 session,
                 leases.conversation_lease(conversation_id),
-                self.worker_id,
+                self.turn_owner,
                 self.lease_seconds,
             ):
                 await store.postpone(session, wakeup.id, now + BUSY_RETRY, "conversation busy")
@@ -191,7 +194,7 @@ class WakeupWorker:
             else:
                 result = f"{outcome.status}: {outcome.reason}"
                 await store.finish(session, wakeup.id, "done", result, self.clock(), outcome.run_id)
-            await leases.release(session, lease, self.worker_id)
+            await leases.release(session, lease, self.turn_owner)
             written = True
 
         try:
@@ -213,7 +216,7 @@ class WakeupWorker:
         finally:
             if not settled:
                 async with self.db.transaction() as session:
-                    await leases.release(session, lease, self.worker_id)
+                    await leases.release(session, lease, self.turn_owner)
         log.info(
             "wake-up %s (%s) ran: %s: %s",
             wakeup.id,

@@ -65,6 +65,14 @@ class Dispatcher:
         task = asyncio.create_task(self._drive(conversation_id), name=f"conv-{conversation_id}")
         self._drivers[conversation_id] = task
 
+    async def take_turns(self, session: Tx, conversation_ids: list[int]) -> None:
+        """In the transaction that records new messages: take their conversations' leases
+        for this worker where they are free, so the runs `notify` starts need no commit of
+        their own to take them. A lease another worker holds stays its: that worker's run
+        sees the new messages when it looks for more before closing."""
+        names = [lease_name(cid) for cid in conversation_ids]
+        await leases.try_acquire_many(session, names, self.worker_id, self.lease_seconds)
+
     async def _drive(self, conversation_id: int) -> None:
         try:
             while True:
@@ -90,19 +98,24 @@ class Dispatcher:
     async def _run_leased(self, conversation_id: int) -> None:
         """Take the conversation's lease and answer its pending messages, run after run.
 
-        Taking the lease and reading what is pending is one transaction, and so is finding
-        nothing more and giving the lease back: the lease is read after it is held (never
-        answering what another worker just answered) and released with the last look.
+        What is pending is read once the lease is held (never answering what another worker
+        just answered), and finding nothing more and giving the lease back is one
+        transaction, the run's last. On the common path the intake took the lease already
+        (`take_turns`): seeing that is a read, and the run starts without a commit.
         """
         name = lease_name(conversation_id)
-        async with self.db.transaction() as session:
-            if not await leases.try_acquire(session, name, self.worker_id, self.lease_seconds):
-                log.debug("conversation %s is leased by another worker", conversation_id)
-                return
-            pending = await pending_messages(session, conversation_id)
-            if not pending:
-                await leases.release(session, name, self.worker_id)
-                return
+        async with self.db.reading() as session:
+            held = await leases.holder(session, name) == self.worker_id
+            pending = await pending_messages(session, conversation_id) if held else []
+        if not held or not pending:
+            async with self.db.transaction() as session:
+                if not await leases.try_acquire(session, name, self.worker_id, self.lease_seconds):
+                    log.debug("conversation %s is leased by another worker", conversation_id)
+                    return
+                pending = await pending_messages(session, conversation_id)
+                if not pending:
+                    await leases.release(session, name, self.worker_id)
+                    return
         released = False
         after: list[Message] | None = None
 

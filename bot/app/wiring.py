@@ -28,7 +28,7 @@ from bot.core.redact import Redactor
 from bot.core.settings import Settings
 from bot.store import outbox
 from bot.store.audit import SEAL_EVERY_SECONDS, AuditLog, AuditSealer
-from bot.store.db import Database
+from bot.store.db import Database, Tx
 from bot.store.leases import Heartbeat
 from bot.store.refusals import Refusals
 from channels.base import Channel
@@ -114,6 +114,9 @@ class App:
 
     def add_activity(self, activity: Activity) -> None:
         self.activity_signals.append(activity)
+
+    async def take_turns(self, session: Tx, conversation_ids: list[int]) -> None:
+        await self.dispatcher.take_turns(session, conversation_ids)
 
     def notify(self, conversation_id: int) -> None:
         self.dispatcher.notify(conversation_id)

@@ -6,6 +6,11 @@ one upsert that succeeds only when the row is free, expired or already ours. The
 `Heartbeat` pushes the expiry of all its leases forward in one statement every third of
 `LEASE_SECONDS`; when a worker dies its heartbeats stop and its leases lapse within
 `LEASE_SECONDS`, so a successor never waits out a long lease. A clean stop releases them.
+
+A worker holds a conversation under one of two owners: its own name for inbound runs (taken
+by the intake that recorded the messages, or by the dispatcher) and `proactive_owner` for
+wake-ups, so the two kinds of run exclude each other inside one process as they do across
+processes. The heartbeat renews both.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.store.db import Database
@@ -29,6 +34,17 @@ log = logging.getLogger("bot.store")
 def conversation_lease(conversation_id: int) -> str:
     """The lease that gives one worker a conversation's turn (inbound or proactive)."""
     return f"conversation:{conversation_id}"
+
+
+def proactive_owner(worker_id: str) -> str:
+    """Who a worker's proactive runs hold their conversations as (see the module's doc)."""
+    return f"{worker_id}/proactive"
+
+
+def owned_by(worker_id: str) -> ColumnElement[bool]:
+    """The leases `worker_id` holds under any of its owner names."""
+    column = LeaseRow.__table__.c.owner
+    return or_(column == worker_id, column.startswith(f"{worker_id}/", autoescape=True))
 
 
 async def try_acquire(session: AsyncSession, name: str, owner: str, seconds: float) -> bool:
@@ -51,16 +67,39 @@ async def try_acquire(session: AsyncSession, name: str, owner: str, seconds: flo
     return (await session.execute(statement)).first() is not None
 
 
+async def try_acquire_many(
+    session: AsyncSession, names: list[str], owner: str, seconds: float
+) -> set[str]:
+    """`try_acquire` for several leases in one statement; returns the names now held."""
+    if not names:
+        return set()
+    now = utcnow()
+    expires = now + timedelta(seconds=seconds)
+    rows = [
+        {"name": name, "owner": owner, "expires_at": expires, "acquired_at": now}
+        for name in sorted(set(names))  # in key order: two intakes never wait on each other
+    ]
+    insert = dialect_insert(session, LeaseRow).values(rows)
+    table = LeaseRow.__table__.c
+    statement = insert.on_conflict_do_update(
+        index_elements=["name"],
+        set_={"owner": owner, "expires_at": expires, "acquired_at": insert.excluded.acquired_at},
+        where=or_(table.owner == owner, table.expires_at < now),
+    ).returning(table.name)
+    return set((await session.execute(statement)).scalars())
+
+
 async def release(session: AsyncSession, name: str, owner: str) -> None:
     """Give up `name` if `owner` holds it, so the next worker need not wait it out."""
     await session.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.owner == owner))
 
 
 async def renew_all(session: AsyncSession, owner: str, seconds: float) -> int:
-    """Push the expiry of every lease `owner` holds forward; returns how many it holds."""
+    """Push the expiry of every lease the worker `owner` holds (under any of its owner names)
+    forward; returns how many it holds."""
     result = await session.execute(
         update(LeaseRow)
-        .where(LeaseRow.owner == owner, LeaseRow.expires_at >= utcnow())
+        .where(owned_by(owner), LeaseRow.expires_at >= utcnow())
         .values(expires_at=utcnow() + timedelta(seconds=seconds))
         .execution_options(synchronize_session=False)
     )

@@ -34,6 +34,7 @@ from bot.store.db import Database, Tx, is_transient
 from bot.store.leases import Lease
 from bot.store.types import utcnow
 from channels.email.intake import FetchedMail, NotSentYet
+from channels.host import TakeTurns, no_turns
 
 log = logging.getLogger("channels.email")
 T = TypeVar("T")
@@ -287,8 +288,10 @@ class MailboxReader:
         unreadable: Unreadable,
         lease_seconds: float = 60.0,
         backoff: Backoff | None = None,
+        take_turns: TakeTurns = no_turns,
     ) -> None:
         self.config, self.db, self.handle, self.notify = config, db, handle, notify
+        self.take_turns = take_turns
         self.unreadable = unreadable
         self.worker_id, self.lease_seconds = worker_id, lease_seconds
         self.backoff = backoff or Backoff(initial=1.0, maximum=60.0)
@@ -415,6 +418,8 @@ class MailboxReader:
         try:
             async with self.db.transaction() as session:
                 conversation = await self.handle(session, mail) if present else None
+                if conversation is not None:
+                    await self.take_turns(session, [conversation])
                 if advance:
                     await self._save(session, mail.uidvalidity, mail.uid)
             return conversation

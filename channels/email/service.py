@@ -81,6 +81,7 @@ class EmailService:
             worker_id=settings.worker_id,
             unreadable=self.intake.set_aside,
             lease_seconds=settings.lease_seconds,
+            take_turns=app.take_turns,
         )
         retrier = Retrier(app.db, CHANNEL, self._retry)
         app.add_background("email-dead-letters", retrier.run_forever)

@@ -30,6 +30,7 @@ from bot.store.db import Database, is_transient
 from bot.store.inbox import InboundMessage, Stored, record_inbound_batch
 from bot.store.leases import Lease
 from bot.store.refusals import Refusals
+from channels.host import TakeTurns, no_turns
 from channels.telegram.commands import parse_command
 from channels.telegram.normalize import CHANNEL, inbound_from_update
 from channels.telegram.sending import retry_seconds
@@ -76,8 +77,10 @@ class UpdateIntake:
         notify: Callable[[int], None],
         *,
         admin_commands: Collection[str],
+        take_turns: TakeTurns = no_turns,
     ) -> None:
         self.db, self.audit, self.application, self.notify = db, audit, application, notify
+        self.take_turns = take_turns
         self.admin_commands = admin_commands
         """Names of the admin commands (`AdminPort.names()`): handlers answer them."""
         self._failed: dict[int, BaseException] = {}
@@ -165,7 +168,9 @@ class UpdateIntake:
 
     async def _store(self, inbounds: list[InboundMessage]) -> list[Stored]:
         async with self.db.transaction() as session:
-            return await record_inbound_batch(session, inbounds)
+            stored = await record_inbound_batch(session, inbounds)
+            await self.take_turns(session, list(dict.fromkeys(s.conversation_id for s in stored)))
+            return stored
 
     async def set_aside(self, raw: object, kind: str, error: str) -> None:
         update_id = update_id_of(raw)

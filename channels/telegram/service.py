@@ -64,7 +64,12 @@ class TelegramService:
             admin_ids=set(settings.telegram_admin_ids),
         ).install(self.application)
         self.intake = UpdateIntake(
-            app.db, app.audit, self.application, app.notify, admin_commands=app.admins.names()
+            app.db,
+            app.audit,
+            self.application,
+            app.notify,
+            admin_commands=app.admins.names(),
+            take_turns=app.take_turns,
         )
         retrier = Retrier(app.db, CHANNEL, self._retry)
         app.add_background("telegram-dead-letters", retrier.run_forever)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from agents.messages import ModelRequest, ModelTurn
 from bot.store import leases
+from bot.store.inbox import mark_handled
 from bot.store.models import AuditEvent, Message
 from tests.support.harness import Harness
 from tests.support.models import FunctionModel, call, turn
@@ -243,3 +244,66 @@ async def test_a_conversation_leased_by_a_dead_worker_is_taken_over_once_its_lea
     await dispatcher.sweep_once()
     await dispatcher.idle()
     assert await unhandled(harness) == []
+
+
+async def test_a_turn_taken_by_the_intake_starts_the_run_without_a_commit_of_its_own(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acquisitions = 0
+    try_acquire = leases.try_acquire
+
+    async def counted(*args: Any, **kwargs: Any) -> bool:
+        nonlocal acquisitions
+        acquisitions += 1
+        return await try_acquire(*args, **kwargs)
+
+    monkeypatch.setattr(leases, "try_acquire", counted)
+    dispatcher = harness.app.dispatcher
+    conversation_id = await harness.receive("hello", take_turn=True)
+    async with harness.db.reading() as session:
+        assert await leases.holder(session, f"conversation:{conversation_id}") == "worker-1"
+
+    dispatcher.notify(conversation_id)
+    await dispatcher.idle()
+
+    assert acquisitions == 0  # seen as ours with a read: no transaction to take it
+    await assert_each_message_answered_once_in_order(harness)
+    async with harness.db.reading() as session:  # given back in the run's closing commit
+        assert await leases.holder(session, f"conversation:{conversation_id}") is None
+
+
+async def test_a_message_one_worker_records_while_another_runs_the_conversation_goes_to_that_run(
+    harness: Harness, second_process: Harness, probe: ConcurrencyProbe
+) -> None:
+    # Webhooks reach any worker: the second one records a message for a conversation the
+    # first is answering. Its intake cannot take the turn, so the first's next run answers.
+    probe.gate = gate = asyncio.Event()
+    conversation_id = await harness.receive("first", take_turn=True)
+    harness.app.dispatcher.notify(conversation_id)
+    await asyncio.wait_for(probe.called.wait(), timeout=5)
+    assert await second_process.receive("second", take_turn=True) == conversation_id
+    second_process.app.dispatcher.notify(conversation_id)
+    await second_process.app.dispatcher.idle()  # refused: the first worker holds the turn
+    gate.set()
+    await harness.app.dispatcher.idle()
+
+    ids = await inbound_ids(harness)
+    assert await run_inputs(harness) == [ids[:1], ids[1:]]
+    assert probe.max_per_conversation == 1
+    await assert_each_message_answered_once_in_order(harness)
+
+
+async def test_a_turn_the_intake_took_is_not_left_held_when_nothing_is_pending(
+    harness: Harness,
+) -> None:
+    # The message was answered by a run that began before the intake's commit took the lease
+    # again (or another worker answered it): the driver finds nothing and gives it back.
+    conversation_id = await harness.receive("hello", take_turn=True)
+    async with harness.db.transaction() as session:
+        await mark_handled(session, [m.id for m in await unhandled(harness)], None)
+
+    harness.app.dispatcher.notify(conversation_id)
+    await harness.app.dispatcher.idle()
+
+    async with harness.db.reading() as session:
+        assert await leases.holder(session, f"conversation:{conversation_id}") is None

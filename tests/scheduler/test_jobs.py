@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from agents.messages import ModelRequest, ModelTurn
-from bot.store import jobs
+from bot.store import jobs, leases
 from bot.store.models import AgentRun, AuditEvent, JobFiring, Lease, Wakeup
 from bot.store.types import utcnow
 from tests.scheduler.conftest import Proactive, at
@@ -254,7 +254,7 @@ async def test_a_check_in_whose_worker_died_after_queueing_it_is_taken_over_and_
     async with proactive.db.transaction() as session:  # its heartbeat stopped: leases lapse
         await session.execute(
             update(Lease)
-            .where(Lease.owner == proactive.harness.settings.worker_id)
+            .where(leases.owned_by(proactive.harness.settings.worker_id))
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
     # Taken over at once, not when the ten-minute claim runs out: the resumed run finds its
@@ -292,3 +292,31 @@ async def test_a_check_in_waits_for_an_inbound_run_a_dead_worker_left_instead_of
     assert wakeup.due_at > proactive.clock()  # tried again in a minute, not dropped
     [postponed] = await proactive.rows(AuditEvent, AuditEvent.kind == "wakeup_postponed")
     assert postponed.payload["reason"] == "an inbound run is unfinished"
+
+
+async def test_a_check_in_waits_for_an_inbound_turn_of_its_own_process(
+    proactive: Proactive,
+) -> None:
+    # One process holds both kinds of turn under different owner names: a wake-up must not
+    # start beside an inbound run (or a turn its intake took) because the worker is the same.
+    contact_id = await proactive.lead("Ann Lee", "ann@example.com")
+    await proactive.add_agent(NIGHTLY)
+    await proactive.tick()
+    conversation_id = await proactive.harness.receive(
+        "a question, just in", "ann@example.com", channel="email", take_turn=True
+    )
+    proactive.harness.use_model(
+        FunctionModel(lambda request: pytest.fail("a run started beside the inbound turn"))
+    )
+
+    proactive.clock.set(at(0, 10, 0, 5))
+    await proactive.scheduler.tick()
+
+    [wakeup] = await proactive.rows(Wakeup)
+    assert (wakeup.status, wakeup.result) == ("pending", "conversation busy")
+    assert wakeup.contact_id == contact_id
+    assert await proactive.rows(AgentRun) == []
+    async with proactive.db.reading() as session:
+        assert await leases.holder(session, f"conversation:{conversation_id}") == (
+            proactive.harness.settings.worker_id
+        )

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 
 from bot.store import leases
 from bot.store.db import Database
+from bot.store.dialect import dialect_insert
 from bot.store.leases import Heartbeat, Lease
 from bot.store.models import Lease as LeaseRow
 from bot.store.types import utcnow
@@ -120,3 +121,45 @@ async def test_renewal_reports_a_lost_lease(db: Database) -> None:
     await asyncio.sleep(0.05)
     assert await Lease(db, "job", "w2", 60).hold()
     assert not await mine.renew_if_due()
+
+
+async def test_an_intake_takes_the_free_leases_of_its_batch_in_one_statement(db: Database) -> None:
+    assert await acquire(db, "conversation:2", "worker-b")  # another worker's run
+    assert await acquire(db, "conversation:3", "worker-a", seconds=1)  # ours already
+    async with db.transaction() as session:
+        await session.execute(  # worker-c died and its lease ran out
+            dialect_insert(session, LeaseRow).values(
+                name="conversation:4",
+                owner="worker-c",
+                expires_at=utcnow() - timedelta(seconds=1),
+                acquired_at=utcnow() - timedelta(seconds=60),
+            )
+        )
+    names = ["conversation:1", "conversation:2", "conversation:3", "conversation:4"]
+    async with db.transaction() as session:
+        held = await leases.try_acquire_many(session, [*names, "conversation:1"], "worker-a", 60)
+        assert await leases.try_acquire_many(session, [], "worker-a", 60) == set()
+
+    assert held == {"conversation:1", "conversation:3", "conversation:4"}
+    assert await holder(db, "conversation:2") == "worker-b"
+    async with db.transaction() as session:
+        row = await session.get(LeaseRow, "conversation:3")
+    assert row is not None and row.expires_at - utcnow() > timedelta(seconds=30)  # extended
+
+
+async def test_a_workers_heartbeat_keeps_its_proactive_leases_and_no_one_elses(
+    db: Database,
+) -> None:
+    # Worker names are free text: a LIKE wildcard in one must not reach another's leases.
+    mine, theirs = "host_1", "hostX1"
+    assert await acquire(db, "conversation:1", mine, seconds=1)
+    assert await acquire(db, "conversation:2", leases.proactive_owner(mine), seconds=1)
+    assert await acquire(db, "conversation:3", leases.proactive_owner(theirs), seconds=1)
+    assert not await acquire(db, "conversation:2", mine)  # an inbound run of ours waits too
+
+    assert await Heartbeat(db, mine, 600).beat() == 2
+    async with db.transaction() as session:
+        rows = {row.name: row for row in (await session.execute(select(LeaseRow))).scalars()}
+    assert rows["conversation:1"].expires_at - utcnow() > timedelta(seconds=500)
+    assert rows["conversation:2"].expires_at - utcnow() > timedelta(seconds=500)
+    assert rows["conversation:3"].expires_at - utcnow() < timedelta(seconds=2)

@@ -27,6 +27,7 @@ import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
+from bot.store import leases
 from bot.store.db import Database
 from bot.store.models import ChannelIdentity, Lease, Message, OutboxItem
 from tests.support.fake_telegram import FakeTelegram
@@ -333,7 +334,7 @@ class TakeoverWatch:
         self.leases: dict[str, Takeover] = {}
 
     async def snapshot(self) -> None:
-        query = select(Lease.name, Lease.expires_at).where(Lease.owner == self.worker_id)
+        query = select(Lease.name, Lease.expires_at).where(leases.owned_by(self.worker_id))
         async with self.db.reading() as session:
             rows = (await session.execute(query)).all()
         self.leases = {

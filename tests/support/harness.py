@@ -76,14 +76,25 @@ class Harness:
             await catalog.save(session, definition)
         return definition
 
-    async def receive(self, text: str, contact: str = "Ann", channel: str = "console") -> int:
-        """Record an inbound message from `contact`; returns the conversation id."""
+    async def receive(
+        self,
+        text: str,
+        contact: str = "Ann",
+        channel: str = "console",
+        *,
+        take_turn: bool = False,
+    ) -> int:
+        """Record an inbound message from `contact`; returns the conversation id. With
+        `take_turn`, as a channel does: the intake also claims the conversation's turn for
+        this worker (`Host.take_turns`)."""
         self._count += 1
         external_id = f"{self._prefix}-{self._count}"
         inbound = InboundMessage(Identity(channel, contact, name=contact), external_id, text)
         async with self.db.transaction() as session:
             recorded = await record_inbound(session, inbound)
-        assert recorded is not None
+            assert recorded is not None
+            if take_turn:
+                await self.app.take_turns(session, [recorded.conversation.id])
         return recorded.conversation.id
 
     async def answer(self, text: str, contact: str = "Ann") -> RunOutcome:

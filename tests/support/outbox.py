@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 
 from bot.app.delivery import OutboxWorker
 from bot.core.backoff import Backoff
-from bot.store import outbox
+from bot.store import leases, outbox
 from bot.store.audit import AuditLog
 from bot.store.db import Database
 from bot.store.models import Contact, Conversation, Lease, OutboxItem
@@ -79,7 +79,7 @@ async def heartbeats_stop(db: Database, owner: str) -> None:
     """The worker `owner` died: its leases lapse (their expiry passes unrenewed)."""
     past = utcnow() - timedelta(seconds=1)
     async with db.transaction() as session:
-        await session.execute(update(Lease).where(Lease.owner == owner).values(expires_at=past))
+        await session.execute(update(Lease).where(leases.owned_by(owner)).values(expires_at=past))
 
 
 async def count(db: Database, model: type[Any], *where: Any) -> int:
