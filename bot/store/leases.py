@@ -49,22 +49,7 @@ def owned_by(worker_id: str) -> ColumnElement[bool]:
 
 async def try_acquire(session: AsyncSession, name: str, owner: str, seconds: float) -> bool:
     """Take (or extend) the lease `name` for `seconds`; False while another worker holds it."""
-    now = utcnow()
-    expires = now + timedelta(seconds=seconds)
-    insert = dialect_insert(session, LeaseRow).values(
-        name=name, owner=owner, expires_at=expires, acquired_at=now
-    )
-    table = LeaseRow.__table__.c
-    statement = insert.on_conflict_do_update(
-        index_elements=["name"],
-        set_={
-            "owner": owner,
-            "expires_at": expires,
-            "acquired_at": insert.excluded.acquired_at,
-        },
-        where=or_(table.owner == owner, table.expires_at < now),
-    ).returning(table.name)
-    return (await session.execute(statement)).first() is not None
+    return name in await try_acquire_many(session, [name], owner, seconds)
 
 
 async def try_acquire_many(
