@@ -101,6 +101,20 @@ async def second_process(database_url: str, probe: ConcurrencyProbe) -> AsyncIte
         await h.app.aclose()
 
 
+@pytest.fixture
+def acquisitions(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How many times a lease was taken with a transaction of its own (`try_acquire`)."""
+    counts: Counter[str] = Counter()
+    try_acquire = leases.try_acquire
+
+    async def counted(*args: Any, **kwargs: Any) -> bool:
+        counts["try_acquire"] += 1
+        return await try_acquire(*args, **kwargs)
+
+    monkeypatch.setattr(leases, "try_acquire", counted)
+    return counts
+
+
 async def run_inputs(harness: Harness) -> list[list[int]]:
     """For each run, in the order the runs started, the ids of the messages it was given."""
     started = await harness.rows(AuditEvent, AuditEvent.kind == "run_started")
@@ -124,17 +138,8 @@ async def assert_each_message_answered_once_in_order(harness: Harness) -> None:
 
 
 async def test_messages_arriving_during_a_run_are_answered_by_the_next_run_in_order(
-    harness: Harness, probe: ConcurrencyProbe, monkeypatch: pytest.MonkeyPatch
+    harness: Harness, probe: ConcurrencyProbe, acquisitions: Counter[str]
 ) -> None:
-    acquisitions = 0
-    try_acquire = leases.try_acquire
-
-    async def counted(*args: Any, **kwargs: Any) -> bool:
-        nonlocal acquisitions
-        acquisitions += 1
-        return await try_acquire(*args, **kwargs)
-
-    monkeypatch.setattr(leases, "try_acquire", counted)
     probe.gate = gate = asyncio.Event()
     dispatcher = harness.app.dispatcher
     dispatcher.notify(await harness.receive("message 0"))
@@ -149,7 +154,7 @@ async def test_messages_arriving_during_a_run_are_answered_by_the_next_run_in_or
     assert probe.max_per_conversation == 1
     # The second run found the four in the first run's last look, under the same lease:
     # their notifications cost no pass of their own.
-    assert acquisitions == 1
+    assert acquisitions["try_acquire"] == 1
 
 
 async def test_a_burst_to_one_conversation_never_runs_it_twice_at_once(
@@ -247,17 +252,8 @@ async def test_a_conversation_leased_by_a_dead_worker_is_taken_over_once_its_lea
 
 
 async def test_a_turn_taken_by_the_intake_starts_the_run_without_a_commit_of_its_own(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    harness: Harness, acquisitions: Counter[str]
 ) -> None:
-    acquisitions = 0
-    try_acquire = leases.try_acquire
-
-    async def counted(*args: Any, **kwargs: Any) -> bool:
-        nonlocal acquisitions
-        acquisitions += 1
-        return await try_acquire(*args, **kwargs)
-
-    monkeypatch.setattr(leases, "try_acquire", counted)
     dispatcher = harness.app.dispatcher
     conversation_id = await harness.receive("hello", take_turn=True)
     async with harness.db.reading() as session:
@@ -266,7 +262,7 @@ async def test_a_turn_taken_by_the_intake_starts_the_run_without_a_commit_of_its
     dispatcher.notify(conversation_id)
     await dispatcher.idle()
 
-    assert acquisitions == 0  # seen as ours with a read: no transaction to take it
+    assert acquisitions["try_acquire"] == 0  # seen as ours with a read: no transaction to take it
     await assert_each_message_answered_once_in_order(harness)
     async with harness.db.reading() as session:  # given back in the run's closing commit
         assert await leases.holder(session, f"conversation:{conversation_id}") is None
