@@ -23,8 +23,9 @@ from agents.messages import AssistantTurn, ChatMessage, ModelRequest, ModelTurn,
 from agents.providers.base import Provider
 from agents.run_state import RunState
 from agents.tools.base import FinishRequest, HandoffRequest
-from agents.tools.executor import Execution, ToolExecutor
+from agents.tools.executor import AfterCall, Execution, ToolExecutor
 from bot.core.errors import ModelBehaviorError, StepLimitExceeded
+from bot.store.db import Tx
 
 log = logging.getLogger("agents.loop")
 EMPTY_ANSWER_NUDGE = (
@@ -50,6 +51,8 @@ class Handoff:
 
 NextStep = Finish | RunAgain | Handoff
 StepRecorder = Callable[[RunState, dict[str, Any]], Awaitable[None]]
+Closer = Callable[[Tx, Finish | Handoff], Awaitable[None]]
+"""Ends the run in a transaction that is already open."""
 
 
 @dataclass
@@ -80,7 +83,12 @@ class AgentLoop:
         self.executor = executor
         self.record = record
 
-    async def run(self, run: RunState, given: LoopInput) -> Finish | Handoff:
+    async def run(
+        self, run: RunState, given: LoopInput, *, close: Closer | None = None
+    ) -> Finish | Handoff:
+        """Loop until the run finishes or hands off. With `close`, a reply that ends the run
+        ends it in the reply's own transaction: nothing comes between them (no model call),
+        so one commit does for both, and `close` is not called again for it."""
         tools = tuple(t.spec for t in self.executor.allowed(run))
         messages, empty_answers = list(given.messages), 0
         recorded = 0  # messages already in an earlier step's audit record
@@ -97,7 +105,7 @@ class AgentLoop:
                 empty_answers += 1
                 if empty_answers >= 2:
                     raise ModelBehaviorError("the model returned empty answers twice")
-            step = await self._act(run, turn, given.can_reply)
+            step = await self._act(run, turn, given.can_reply, close)
             match step:
                 case Finish() | Handoff():
                     return step
@@ -142,7 +150,9 @@ class AgentLoop:
         charge(run, turn.usage, price, run.agent.budget)
         return turn
 
-    async def _act(self, run: RunState, turn: ModelTurn, can_reply: bool) -> NextStep:
+    async def _act(
+        self, run: RunState, turn: ModelTurn, can_reply: bool, close: Closer | None
+    ) -> NextStep:
         calls, reply = turn.tool_calls, None
         if not calls:
             if not turn.text.strip():
@@ -156,9 +166,22 @@ class AgentLoop:
             calls = (reply,)
         # A plain-text answer is replayed to the model as the send_message call it became.
         assistant = AssistantTurn(tool_calls=calls) if reply else turn.as_assistant()
-        executions = [await self.executor.execute(run, call) for call in calls]
+        if reply is not None and close is not None:
+            executions = [await self.executor.execute(run, reply, then=self._closing(turn, close))]
+        else:
+            executions = [await self.executor.execute(run, call) for call in calls]
         observed: tuple[ChatMessage, ...] = (assistant, *(e.result for e in executions))
         return self._next(turn, executions, observed, reply is not None)
+
+    def _closing(self, turn: ModelTurn, close: Closer) -> AfterCall:
+        """What a plain-text reply does in its transaction: ends the run if it is the end."""
+
+        async def then(session: Tx, execution: Execution) -> None:
+            step = self._next(turn, [execution], (), True)
+            if isinstance(step, Finish | Handoff):
+                await close(session, step)
+
+        return then
 
     def _next(
         self,

@@ -15,7 +15,7 @@ from bot.core.hours import BusinessHours
 from bot.store import runs
 from bot.store.audit import AuditLog, Entry
 from bot.store.conversations import remember_agent
-from bot.store.db import Tx
+from bot.store.db import Tx, on_rollback
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +88,22 @@ class RunState:
         return any(entry.kind == "tool_call" for entry in self.unwritten)
 
     async def write_held(self, session: Tx, audit: AuditLog, *more: Entry) -> None:
-        """Write what the run held back, in `session`: its row if new, then its records."""
-        if self.unopened is not None:
-            await runs.open_run(session, id=self.run_id, **self.unopened)
+        """Write what the run held back, in `session`: its row if new, then its records.
+        If the transaction does not commit, they are held again, for the next one."""
+        unopened, agent, held = self.unopened, self.remember_agent, self.take_unwritten()
+
+        def hold_again() -> None:
+            self.unopened, self.remember_agent = unopened, agent
+            self.unwritten[:0] = held
+
+        on_rollback(session, hold_again)
+        if unopened is not None:
             self.unopened = None
-        if self.remember_agent is not None:
-            await remember_agent(session, self.conversation_id, self.remember_agent)
+            await runs.open_run(session, id=self.run_id, **unopened)
+        if agent is not None:
             self.remember_agent = None
-        entries = [*self.take_unwritten(), *more]
+            await remember_agent(session, self.conversation_id, agent)
+        entries = [*held, *more]
         if entries:
             await audit.append_many(session, entries)
 

@@ -393,6 +393,11 @@ class AgentRunner:
         """Run the loop on `prepared` (what the model sees, read when the run opened) or on a
         fresh perception; a trigger word hands off before any of it."""
         trigger = find_trigger(trigger_text, run.agent.handoff_triggers)
+        closed: list[RunOutcome] = []
+
+        async def close_in(session: Tx, result: Finish | Handoff) -> None:
+            closed.append(await self._close_in(session, run, result, message_ids))
+
         try:
             if trigger is not None:
                 result: Finish | Handoff = Handoff(
@@ -407,7 +412,10 @@ class AgentRunner:
                     run, can_reply, extra_user_text, message_ids
                 )
                 async with asyncio.timeout(self.settings.run_timeout_seconds):
-                    result = await self.loop.run(run, given)
+                    result = await self.loop.run(run, given, close=close_in)
+            if closed:  # ended with its reply, in the reply's transaction
+                self._log_closed(run, closed[0])
+                return closed[0]
         except TimeoutError:
             result = self._stopped(
                 run, RunTimeout(f"no result after {self.settings.run_timeout_seconds:g}s")
@@ -477,53 +485,64 @@ class AgentRunner:
     async def _close(
         self, run: RunState, result: Finish | Handoff, message_ids: list[int]
     ) -> RunOutcome:
+        async with self.db.transaction() as session:
+            outcome = await self._close_in(session, run, result, message_ids)
+        self._log_closed(run, outcome)
+        return outcome
+
+    def _log_closed(self, run: RunState, outcome: RunOutcome) -> None:
+        log.info("run %s (%s) %s: %s", run.run_id, run.agent.name, outcome.status, outcome.reason)
+
+    async def _close_in(
+        self, session: Tx, run: RunState, result: Finish | Handoff, message_ids: list[int]
+    ) -> RunOutcome:
+        """End the run in `session`: its held records, the handoff if any, its messages
+        marked answered, the follow-up, the run row and its record, and `on_close`."""
         status = "handed_off" if isinstance(result, Handoff) else "finished"
         reason = result.reason if isinstance(result, Handoff) else result.summary
-        async with self.db.transaction() as session:
-            await run.write_held(session, self.audit)
-            if isinstance(result, Handoff) and not run.dry_run:
-                await hand_off(
-                    session,
-                    self.audit,
-                    hours=self.hours,
-                    conversation_id=run.conversation_id,
-                    reason=result.reason,
-                    summary=result.summary,
-                    run_id=run.run_id,
-                    actor=run.actor,
-                    tell_customer=run.trigger == "inbound",
-                )
-            await mark_handled(session, message_ids, run.run_id)
-            if status == "finished" and run.trigger == "inbound" and message_ids:
-                await self._plan_follow_up(session, run, max(message_ids))
-            await runs.finish_run(
+        await run.write_held(session, self.audit)
+        if isinstance(result, Handoff) and not run.dry_run:
+            await hand_off(
                 session,
-                run.run_id,
-                status=status,
-                reason=reason,
-                steps=run.steps,
-                input_tokens=run.usage.input_tokens,
-                output_tokens=run.usage.output_tokens,
-                cost=run.cost,
-            )
-            await self.audit.append(
-                session,
-                "run_finished",
-                {
-                    "status": status,
-                    "reason": reason,
-                    "steps": run.steps,
-                    "tokens": {"input": run.usage.input_tokens, "output": run.usage.output_tokens},
-                    "cost_usd": str(run.cost),
-                },
-                actor=run.actor,
-                run_id=run.run_id,
+                self.audit,
+                hours=self.hours,
                 conversation_id=run.conversation_id,
+                reason=result.reason,
+                summary=result.summary,
+                run_id=run.run_id,
+                actor=run.actor,
+                tell_customer=run.trigger == "inbound",
             )
-            outcome = RunOutcome(run.run_id, run.agent.name, status, reason)
-            if run.on_close is not None:
-                await run.on_close(session, outcome)
-        log.info("run %s (%s) %s: %s", run.run_id, run.agent.name, status, reason)
+        await mark_handled(session, message_ids, run.run_id)
+        if status == "finished" and run.trigger == "inbound" and message_ids:
+            await self._plan_follow_up(session, run, max(message_ids))
+        await runs.finish_run(
+            session,
+            run.run_id,
+            status=status,
+            reason=reason,
+            steps=run.steps,
+            input_tokens=run.usage.input_tokens,
+            output_tokens=run.usage.output_tokens,
+            cost=run.cost,
+        )
+        await self.audit.append(
+            session,
+            "run_finished",
+            {
+                "status": status,
+                "reason": reason,
+                "steps": run.steps,
+                "tokens": {"input": run.usage.input_tokens, "output": run.usage.output_tokens},
+                "cost_usd": str(run.cost),
+            },
+            actor=run.actor,
+            run_id=run.run_id,
+            conversation_id=run.conversation_id,
+        )
+        outcome = RunOutcome(run.run_id, run.agent.name, status, reason)
+        if run.on_close is not None:
+            await run.on_close(session, outcome)
         return outcome
 
     async def _plan_follow_up(self, session: Tx, run: RunState, last_inbound: int) -> None:

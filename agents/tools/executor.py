@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from agents.tools.context import ToolContext
 from bot.core.errors import RepeatedToolCall
 from bot.store import runs
 from bot.store.audit import AuditLog
-from bot.store.db import Database
+from bot.store.db import Database, Tx
 from bot.store.runs import call_signature, canonical_arguments
 
 log = logging.getLogger("agents.tools")
@@ -46,6 +47,10 @@ def _error(call: ToolCall, kind: str, message: str, **extra: Any) -> ToolResult:
     return ToolResult(call.id, call.name, content, is_error=True)
 
 
+AfterCall = Callable[[Tx, Execution], Awaitable[None]]
+"""Work to do in the transaction of a state-changing call, once its outcome is known."""
+
+
 class ToolExecutor:
     """Executes the model's tool calls for runs, each in its own transaction."""
 
@@ -57,7 +62,11 @@ class ToolExecutor:
         names = [*run.agent.tools, *ALWAYS_ALLOWED]
         return [REGISTRY[name] for name in names if name in REGISTRY]
 
-    async def execute(self, run: RunState, call: ToolCall) -> Execution:
+    async def execute(
+        self, run: RunState, call: ToolCall, *, then: AfterCall | None = None
+    ) -> Execution:
+        """Run `call`. `then` runs in the call's transaction if it commits one (a refused or
+        read-only call commits nothing, and `then` does not run)."""
         tool = next((t for t in self.allowed(run) if t.name == call.name), None)
         if tool is None:
             names = [t.name for t in self.allowed(run)]
@@ -80,7 +89,7 @@ class ToolExecutor:
         canonical = canonical_arguments(args.model_dump(mode="json"))
         self._count(run, call.name, canonical)
         try:
-            return await self._run(run, tool, call, args, canonical)
+            return await self._run(run, tool, call, args, canonical, then)
         except ToolRefused as refused:
             return await self._refuse(run, call, refused.kind, refused.message)
 
@@ -93,7 +102,13 @@ class ToolExecutor:
             )
 
     async def _run(
-        self, run: RunState, tool: Tool, call: ToolCall, args: Any, canonical: str
+        self,
+        run: RunState,
+        tool: Tool,
+        call: ToolCall,
+        args: Any,
+        canonical: str,
+        then: AfterCall | None,
     ) -> Execution:
         key = f"{run.run_id}:{tool.name}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
         # A call that changes nothing needs no commit: its record waits in the run's buffer
@@ -134,12 +149,15 @@ class ToolExecutor:
                     "control": type(outcome.control).__name__ if outcome.control else None,
                 },
             )
+            content = json.dumps(outcome.result, default=str)
+            execution = Execution(ToolResult(call.id, call.name, content), outcome.control)
             if commits:
                 await run.write_held(session, self.audit, record)
+                if then is not None:
+                    await then(session, execution)
             else:
                 run.unwritten.append(record)
-        content = json.dumps(outcome.result, default=str)
-        return Execution(ToolResult(call.id, call.name, content), outcome.control)
+        return execution
 
     async def _refuse(
         self, run: RunState, call: ToolCall, kind: str, message: str, **extra: Any

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TypeAlias
 
@@ -45,6 +45,14 @@ Tx: TypeAlias = AsyncSession
 """A transaction in progress. Layers above the store hold it and pass it to store functions;
 only the store runs statements on it."""
 
+_ON_ROLLBACK = "crmbot.on_rollback"
+
+
+def on_rollback(session: Tx, undo: Callable[[], None]) -> None:
+    """Call `undo` if the transaction of `session` does not commit: for state kept in memory
+    on the strength of writes that are then rolled back."""
+    session.info.setdefault(_ON_ROLLBACK, []).append(undo)
+
 
 class Database:
     """Owns the engine; `transaction()` yields a session inside one committed transaction."""
@@ -78,8 +86,14 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction that commits on success and rolls back on error."""
         turn = self._sqlite_turn.hold() if self._sqlite_turn else contextlib.nullcontext()
-        async with turn, self._sessions() as session, session.begin():
-            yield session
+        async with turn, self._sessions() as session:
+            try:
+                async with session.begin():
+                    yield session
+            except BaseException:
+                for undo in reversed(session.info.pop(_ON_ROLLBACK, [])):
+                    undo()
+                raise
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
