@@ -5,14 +5,17 @@ concurrently, each on its own:
 
 1. `channel.pace(item)`: with no rate-limit slot now the item stays `pending`, unclaimed, and
    is made due after the wait (at the end of the pass); that is not an attempt.
-2. One of the channel's connections (`max_in_flight`), then the claim: `pending` -> `sending`
-   in a transaction of its own, right before the request. If another worker claimed it first
-   (both may have read the same heads), skip it. A channel's `spacing` (one message a second
-   to a Telegram private chat) is part of the claim, so it holds across every worker: a
-   recipient that any worker sent to too recently is held back like a send without a slot.
-3. `channel.deliver(item)`, then at once, in a transaction of its own, the classified result:
-   `sent`; `pending` again with backoff (or the channel's own `retry_after`); `failed`; or
-   `unknown`, which is never retried without a person.
+2. One of the channel's connections (`max_in_flight`), then the claim: `pending` -> `sending`,
+   committed right before the request. If another worker claimed it first (both may have
+   read the same heads), skip it. A channel's `spacing` (one message a second to a Telegram
+   private chat) is part of the claim, so it holds across every worker: a recipient that any
+   worker sent to too recently is held back like a send without a slot.
+3. `channel.deliver(item)`, then at once the classified result, committed: `sent`; `pending`
+   again with backoff (or the channel's own `retry_after`); `failed`; or `unknown`, which is
+   never retried without a person.
+
+Claims and outcomes that wait at the same moment share one commit (`GroupCommit`): idle,
+each commits alone and at once; under load, a commit carries a batch.
 
 So one slow send never delays recording the others, and a worker killed mid-pass leaves
 `sending` only the items whose request had started: those may have reached the server and
@@ -38,6 +41,7 @@ from bot.desk.staff import alert_staff
 from bot.store import outbox
 from bot.store.audit import AuditLog
 from bot.store.db import Database, Tx, is_transient
+from bot.store.grouped import GroupCommit
 from bot.store.leases import Lease
 from bot.store.models import Contact, OutboxItem
 from bot.store.types import utcnow
@@ -84,6 +88,8 @@ class OutboxWorker:
         self.rules, self.clock = rules, clock
         self._in_flight = asyncio.Semaphore(channel.max_in_flight or batch)
         self._claiming = asyncio.Lock()
+        self._writes = GroupCommit(db)
+        """Claims and outcomes: those that wait at the same moment share a commit."""
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -144,50 +150,51 @@ class OutboxWorker:
     async def _claim(self, candidate: OutboxItem, paced: dict[int, float]) -> OutboxItem | None:
         if self._lease is not None:
             await self._lease.renew_if_due()  # a long pass outlives a lease without heartbeats
-        # One claim at a time: SQLite runs transactions one by one, in order, so a burst of
-        # claims queued at once would hold back the outcomes of the sends already answered.
+        # Slots are taken one at a time, each right before its claim is queued: a slot taken
+        # long before its request would let it reach the server late, bunched with the next
+        # one, and draw a 429. The claims queued meanwhile share one commit, with the
+        # outcomes of the sends answered meanwhile.
         async with self._claiming:
-            # The rate-limit slot is taken here, after the wait for our turn: a slot taken
-            # before it would let the request reach the server hundreds of milliseconds late,
-            # bunched with the next one, and draw a 429.
             wait = await self.channel.pace(candidate)
             if wait is not None:
                 paced[candidate.id] = wait
                 return None
-            try:
-                return await self._claim_now(candidate, paced)
-            except Exception as error:
-                if is_transient(error):
-                    # The connection went during the claim's commit, which may have landed:
-                    # the item would sit `sending` until its claim ran out, and then be
-                    # flagged "may not have been delivered" though its request never left.
-                    release = functools.partial(
-                        outbox.release_claim, item_id=candidate.id, owner=self.worker_id
-                    )
-                    await self._write_while_claimed(candidate, "its claim back", release)
-                raise
+            claiming = self._writes.submit(functools.partial(self._claim_in, candidate, paced))
+        try:
+            return await claiming
+        except Exception as error:
+            if is_transient(error):
+                # The connection went during the claim's commit, which may have landed: the
+                # item would sit `sending` until its claim ran out, and then be flagged "may
+                # not have been delivered" though its request never left.
+                release = functools.partial(
+                    outbox.release_claim, item_id=candidate.id, owner=self.worker_id
+                )
+                await self._write_while_claimed(candidate, "its claim back", release)
+            raise
 
-    async def _claim_now(self, candidate: OutboxItem, paced: dict[int, float]) -> OutboxItem | None:
+    async def _claim_in(
+        self, candidate: OutboxItem, paced: dict[int, float], session: Tx
+    ) -> OutboxItem | None:
         spacing = self.channel.spacing(candidate)
-        async with self.db.transaction() as session:
-            now = self.clock()
-            if candidate.automatic and not await self._may_send(session, candidate, now):
-                return None
-            claimed = await outbox.claim(
-                session,
-                candidate.id,
-                self.worker_id,
-                claim_seconds=self.claim_seconds,
-                now=now,
-                spacing=spacing,
-            )
-            if claimed is None and spacing is not None:
-                # A request to this recipient left moments ago from another worker (this
-                # process's own were paced already): held back like a send without a slot.
-                wait = await outbox.wait_for_spacing(session, candidate, spacing, now)
-                if wait > 0:
-                    paced[candidate.id] = wait
-            return claimed
+        now = self.clock()
+        if candidate.automatic and not await self._may_send(session, candidate, now):
+            return None
+        claimed = await outbox.claim(
+            session,
+            candidate.id,
+            self.worker_id,
+            claim_seconds=self.claim_seconds,
+            now=now,
+            spacing=spacing,
+        )
+        if claimed is None and spacing is not None:
+            # A request to this recipient left moments ago from another worker (this
+            # process's own were paced already): held back like a send without a slot.
+            wait = await outbox.wait_for_spacing(session, candidate, spacing, now)
+            if wait > 0:
+                paced[candidate.id] = wait
+        return claimed
 
     async def _may_send(self, session: Tx, candidate: OutboxItem, now: datetime) -> bool:
         """The proactive rules, in the claim's transaction: nothing can change in between."""
@@ -227,8 +234,7 @@ class OutboxWorker:
         deadline = asyncio.get_running_loop().time() + self.claim_seconds
         for attempt in itertools.count(1):
             try:
-                async with self.db.transaction() as session:
-                    await write(session)
+                await self._writes.write(write)
                 return
             except Exception as error:
                 wait = RECORD_RETRY.delay(attempt)

@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
-from bot.app.delivery import OutboxWorker
 from bot.store.db import Database
 from bot.store.models import OutboxItem
 from channels.base import Channel, DeliveryResult, Sent
@@ -238,20 +237,22 @@ async def test_a_claim_whose_commit_answer_was_lost_is_given_back_and_sent_not_f
     await queue(db, chats[0], "a1")
     channel = GatedChannel()
     sender = worker(db, channel)
-    claim_now = OutboxWorker._claim_now
+    submit = sender._writes.submit
     cut = True
 
-    async def committed_then_cut(
-        self: OutboxWorker, candidate: OutboxItem, paced: dict[int, float]
-    ) -> OutboxItem | None:
+    def committed_then_cut(write: Any) -> asyncio.Future[Any]:
+        """The first write (the claim) commits, and its caller hears the connection went."""
         nonlocal cut
-        claimed = await claim_now(self, candidate, paced)
-        if cut:
-            cut = False
-            raise OperationalError("COMMIT", None, ConnectionResetError("connection reset"))
-        return claimed
+        done = submit(write)
+        if not cut:
+            return done
+        cut = False
+        heard: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        reset = OperationalError("COMMIT", None, ConnectionResetError("connection reset"))
+        done.add_done_callback(lambda _: heard.set_exception(reset))
+        return heard
 
-    monkeypatch.setattr(OutboxWorker, "_claim_now", committed_then_cut)
+    monkeypatch.setattr(sender._writes, "submit", committed_then_cut)
     assert await sender.deliver_due() == 0  # the pass logs the failure and goes on
     assert await statuses(db, "a1") == {"a1": "pending"}
     assert channel.started == []
