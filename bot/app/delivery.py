@@ -150,28 +150,28 @@ class OutboxWorker:
     async def _claim(self, candidate: OutboxItem, paced: dict[int, float]) -> OutboxItem | None:
         if self._lease is not None:
             await self._lease.renew_if_due()  # a long pass outlives a lease without heartbeats
-        # Slots are taken one at a time, each right before its claim is queued: a slot taken
-        # long before its request would let it reach the server late, bunched with the next
-        # one, and draw a 429. The claims queued meanwhile share one commit, with the
-        # outcomes of the sends answered meanwhile.
+        # One slot and claim at a time, the slot taken right before its claim commits: a
+        # slot taken earlier would let its request reach the server late, bunched with the
+        # next one, and draw a 429 (with the next claims queued behind this one's commit,
+        # slot-to-request was 130 ms at p50, not 11, and `bench.sending` drew 12-38 429s).
+        # The outcomes of the sends answered meanwhile share the claim's commit.
         async with self._claiming:
             wait = await self.channel.pace(candidate)
             if wait is not None:
                 paced[candidate.id] = wait
                 return None
-            claiming = self._writes.submit(functools.partial(self._claim_in, candidate, paced))
-        try:
-            return await claiming
-        except Exception as error:
-            if is_transient(error):
-                # The connection went during the claim's commit, which may have landed: the
-                # item would sit `sending` until its claim ran out, and then be flagged "may
-                # not have been delivered" though its request never left.
-                release = functools.partial(
-                    outbox.release_claim, item_id=candidate.id, owner=self.worker_id
-                )
-                await self._write_while_claimed(candidate, "its claim back", release)
-            raise
+            try:
+                return await self._writes.write(functools.partial(self._claim_in, candidate, paced))
+            except Exception as error:
+                if is_transient(error):
+                    # The connection went during the claim's commit, which may have landed:
+                    # the item would sit `sending` until its claim ran out, and then be
+                    # flagged "may not have been delivered" though its request never left.
+                    release = functools.partial(
+                        outbox.release_claim, item_id=candidate.id, owner=self.worker_id
+                    )
+                    await self._write_while_claimed(candidate, "its claim back", release)
+                raise
 
     async def _claim_in(
         self, candidate: OutboxItem, paced: dict[int, float], session: Tx

@@ -31,7 +31,7 @@ class EmailChannel(Channel):
         self._connections = asyncio.Semaphore(MAX_CONNECTIONS)
 
     async def deliver(self, item: OutboxItem) -> DeliveryResult:
-        async with self.db.transaction() as session:
+        async with self.db.reading() as session:  # reads only: no commit on the way out
             refusal = await self.cap.refusal(session, item)
             thread = await thread_of(session, item.conversation_id)
         if refusal is not None:

@@ -181,7 +181,7 @@ class StaffChannel(Channel):
     async def _thread(self, contact_id: int | None) -> int | None:
         if contact_id is None:
             return None  # about no contact: the group's general thread
-        async with self.db.transaction() as session:
+        async with self.db.reading() as session:  # a topic is made once; then only read
             thread = await topic_of(session, contact_id)
             if thread is not None and thread.chat_id == self.chat_id:
                 return thread.thread_id

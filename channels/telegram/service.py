@@ -137,17 +137,7 @@ class TelegramService:
     @contextlib.asynccontextmanager
     async def typing(self, conversation_id: int) -> AsyncIterator[None]:
         """Show "typing" in the customer's chat while a run works on their conversation."""
-        async with self.app.db.transaction() as session:
-            conversation = await get_conversation(session, conversation_id)
-            chat = (
-                await address_on(session, conversation.contact_id, CHANNEL)
-                if conversation.channel == CHANNEL
-                else None
-            )
-        if chat is None:
-            yield
-            return
-        task = asyncio.create_task(self._keep_typing(int(chat)))
+        task = asyncio.create_task(self._keep_typing(conversation_id))
         try:
             yield
         finally:
@@ -155,11 +145,23 @@ class TelegramService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _keep_typing(self, chat_id: int) -> None:
-        # A reply that comes within a moment needs no "typing"; under a backlog, showing it
-        # for every queued run would cost as many requests as the replies themselves.
+    async def _keep_typing(self, conversation_id: int) -> None:
+        # A reply that comes within a moment needs no "typing", nor the read of where to show
+        # it; under a backlog, showing it for every queued run would cost as many requests as
+        # the replies themselves.
         await asyncio.sleep(TYPING_AFTER_SECONDS)
+        try:
+            async with self.app.db.reading() as session:
+                conversation = await get_conversation(session, conversation_id)
+                if conversation.channel != CHANNEL:
+                    return
+                chat = await address_on(session, conversation.contact_id, CHANNEL)
+        except Exception:  # "typing" is a courtesy: the run it shows must not hear of it
+            log.warning("conversation %s: no typing indicator", conversation_id, exc_info=True)
+            return
+        if chat is None:
+            return
         while True:
             with contextlib.suppress(TelegramError):
-                await self.application.bot.send_chat_action(chat_id, ChatAction.TYPING)
+                await self.application.bot.send_chat_action(int(chat), ChatAction.TYPING)
             await asyncio.sleep(TYPING_EVERY_SECONDS)
