@@ -3,11 +3,14 @@
 SQLite is the embedded default, tuned for a real workload rather than a demo: WAL so readers
 never block the writer, a busy timeout so concurrent writers queue instead of failing, and
 `BEGIN IMMEDIATE` so a transaction takes the write lock up front (a deferred transaction that
-upgrades from read to write can fail with "database is locked" without waiting).
+upgrades from read to write can fail with "database is locked" without waiting). Statements
+run on the event loop's thread (`InlineConnection`); only the wait for another process's lock
+goes to a thread.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from bot.core.settings import DEFAULT_POOL_SIZE
+from bot.store.sqlite_inline import InlineConnection
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "crmbot_read_only"
@@ -49,9 +53,10 @@ def create_engine(
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(
-        url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-    )
+    engine = create_async_engine(url, echo=echo)
+    (path,), _ = engine.sync_engine.dialect.create_connect_args(engine.sync_engine.url)
+    opened = functools.partial(InlineConnection, path, busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS)
+    engine = create_async_engine(url, echo=echo, async_creator=opened)
     _tune_sqlite(engine)
     return engine
 
@@ -65,7 +70,6 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         _use_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
