@@ -233,15 +233,18 @@ async def claim(
     return claimed.first()
 
 
+_EARLIER = aliased(OutboxItem, name="earlier")
+"""Made once: an alias made per claim cost more than the claim's statement (a profile)."""
+
+
 def _requested_for_recipient_since(since: datetime) -> ColumnElement[bool]:
     """A request to this item's recipient, on its channel, left after `since`."""
-    earlier = aliased(OutboxItem)
     return (
-        select(earlier.id)
+        select(_EARLIER.id)
         .where(
-            earlier.channel == OutboxItem.channel,
-            earlier.recipient == OutboxItem.recipient,
-            earlier.claimed_at > since,
+            _EARLIER.channel == OutboxItem.channel,
+            _EARLIER.recipient == OutboxItem.recipient,
+            _EARLIER.claimed_at > since,
         )
         .exists()
     )

@@ -32,6 +32,27 @@ def test_ordinary_text_is_left_alone() -> None:
     assert Redactor(["abc"]).text(text) == text  # secrets shorter than 4 are not masked
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        TELEGRAM_TOKEN,
+        f"{TELEGRAM_TOKEN} at the start",
+        f"at the end {TELEGRAM_TOKEN}",
+        f"after 10:30 and 9: and 12:ab, {TELEGRAM_TOKEN}",
+        f"a:b {OPENAI_KEY}",
+        f"prompt line one\nkey={ANTHROPIC_KEY}\n" * 3,
+        "google AIza" + "x" * 35,
+    ],
+)
+def test_the_quick_look_for_secret_shapes_misses_none(text: str) -> None:
+    """A long prompt is only run through the shapes' pattern when a plain search finds what
+    one needs; that search must never let a shape through."""
+    redacted = Redactor().text(text)
+    assert MASK in redacted
+    for secret in (TELEGRAM_TOKEN, OPENAI_KEY, ANTHROPIC_KEY, "AIza" + "x" * 35):
+        assert secret not in redacted
+
+
 def test_json_like_values_are_redacted_recursively() -> None:
     redactor = Redactor(["hunter2-db-pass"])
 
