@@ -33,7 +33,7 @@ from bench.results_io import Record, write_results
 from bot.app.wiring import App
 from bot.core.settings import Settings
 from bot.store.contacts import Identity
-from bot.store.inbox import InboundMessage, record_inbound
+from bot.store.inbox import InboundMessage, record_inbound_batch
 from bot.store.models import OutboxItem
 from channels.base import Channel, DeliveryResult, Sent
 
@@ -105,12 +105,11 @@ async def measure(messages: int, contacts: int, url: str) -> Figures:
         inbound = InboundMessage(
             Identity("console", contact, name=contact), f"{prefix}-{n}", f"message {n}"
         )
-        async with app.db.transaction() as session:
-            recorded = await record_inbound(session, inbound)
-            assert recorded is not None
-            await app.take_turns(session, [recorded.conversation.id])  # as a channel does
-        received_at.setdefault(recorded.conversation.id, time.perf_counter())
-        app.dispatcher.notify(recorded.conversation.id)
+        async with app.db.transaction() as session:  # as a channel records its batch
+            [stored] = await record_inbound_batch(session, [inbound])
+            await app.take_turns(session, [stored.conversation_id])
+        received_at.setdefault(stored.conversation_id, time.perf_counter())
+        app.dispatcher.notify(stored.conversation_id)
     await app.dispatcher.idle()
     await app.flush_outbox()
     elapsed = time.perf_counter() - started

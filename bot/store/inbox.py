@@ -12,8 +12,7 @@ from sqlalchemy import and_, func, or_, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.store.contacts import Identity, resolve_contact, resolve_contacts
-from bot.store.conversations import open_conversation
+from bot.store.contacts import Identity, resolve_contacts
 from bot.store.dialect import insert_ignoring_conflicts
 from bot.store.models import Contact, Conversation, Message
 from bot.store.types import utcnow
@@ -58,31 +57,19 @@ async def is_known(session: AsyncSession, channel: str, external_id: str) -> boo
 
 
 async def record_inbound(session: AsyncSession, inbound: InboundMessage) -> Recorded | None:
-    """Store `inbound` unless this channel id was seen before; None for a duplicate."""
-    channel = inbound.identity.channel
-    if await is_known(session, channel, inbound.external_id):
+    """Store `inbound` unless this channel id was seen before; None for a duplicate.
+
+    A batch of one (`record_inbound_batch`): there is one inbound path, whatever the channel,
+    and this only loads what it stored for a caller that wants the rows."""
+    stored = await record_inbound_batch(session, [inbound])
+    if not stored:
         return None
-    contact = await resolve_contact(session, inbound.identity)
-    conversation = await open_conversation(session, contact.id, channel, inbound.subject)
-    message = Message(
-        conversation_id=conversation.id,
-        contact_id=contact.id,
-        direction="in",
-        author="contact",
-        channel=channel,
-        external_id=inbound.external_id,
-        text=storable(inbound.text),
-        attachments=inbound.attachments,
-        meta=inbound.meta,
-        sent_at=inbound.sent_at,
-    )
-    try:
-        async with session.begin_nested():
-            session.add(message)
-    except IntegrityError:
-        return None  # another worker stored the same message a moment ago
-    conversation.last_message_at = message.created_at
-    await cancel_on_reply(session, [contact.id], utcnow())
+    [one] = stored
+    # Refreshed: the batch writes with Core, past whatever this session has loaded already.
+    fresh = {"populate_existing": True}
+    message = await session.get_one(Message, one.message_id, execution_options=fresh)
+    contact = await session.get_one(Contact, one.contact_id, execution_options=fresh)
+    conversation = await session.get_one(Conversation, one.conversation_id, execution_options=fresh)
     return Recorded(message, contact, conversation)
 
 
