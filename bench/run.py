@@ -43,6 +43,7 @@ MODULES = (
     "engine",
     "frameworks",
     "sending",
+    "staff_wave",
     "concurrency",
     "data_scale",
     "kb",

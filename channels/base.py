@@ -59,6 +59,9 @@ class Channel(ABC):
     its own. The worker claims an item only once it has one, so no claimed item waits."""
     text_limit: int | None = None
     """Longest text one message may carry; longer texts are queued as several parts."""
+    first_kinds: tuple[str, ...] = ()
+    """Kinds of post (`meta.kind`) that go before any other conversation's waiting posts
+    when this channel is backed up; within a conversation, the order is always kept."""
 
     async def pace(self, item: OutboxItem) -> float | None:
         """Take the rate-limit slot for sending `item` now; or the seconds to wait instead.

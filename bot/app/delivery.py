@@ -132,7 +132,11 @@ class OutboxWorker:
 
     async def _due(self, session: Tx) -> list[OutboxItem]:
         return await outbox.due_heads(
-            session, self.channel.name, limit=self.batch, now=self.clock()
+            session,
+            self.channel.name,
+            limit=self.batch,
+            now=self.clock(),
+            first_kinds=self.channel.first_kinds,
         )
 
     async def _work(self, candidate: OutboxItem, paced: dict[int, float]) -> bool:

@@ -8,6 +8,7 @@ that lands. Staff replies, notes, close/resume and confirmation decisions come b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from bot.core.safe_text import visible, visible_line
@@ -31,6 +32,11 @@ from bot.store.types import utcnow
 
 STAFF_CHANNEL = "staff"
 LAST_MESSAGES = 6
+BACKED_UP_SECONDS = 5.0
+"""A staff post still waiting this long means posts are backed up: a copy goes out at once
+otherwise."""
+JOINED_LONGEST = 3500
+"""Characters a post of joined copies may grow to: well within any staff channel's message."""
 
 
 def staff_recipient(contact_id: int | None) -> str:
@@ -154,6 +160,10 @@ async def copy_to_staff(session: Tx, message: Message) -> None:
     text = f"💬 {message.text}" if message.text else "💬 (attachment)"
     if message.text and message.attachments and not meta:
         text += " (with an attachment, not shown here)"
+    if message.text and not message.attachments:
+        meta["joinable"] = True  # plain text: shown as our text, it can share a post
+        if await _join_a_waiting_copy(session, message, visible(text)):
+            return
     await notify_staff(
         session,
         key=f"copy:{message.id}",
@@ -162,6 +172,23 @@ async def copy_to_staff(session: Tx, message: Message) -> None:
         text=text,
         kind="copy",
         meta=meta,
+    )
+
+
+async def _join_a_waiting_copy(session: Tx, message: Message, text: str) -> bool:
+    """When staff posts are backed up (the group's 20 a minute shared by every topic, under
+    many handoffs at once), a customer's next lines join the copy of theirs that still
+    waits, so each topic takes one post for them, not one per line."""
+    if message.conversation_id is None:
+        return False
+    return await outbox.join_waiting(
+        session,
+        channel=STAFF_CHANNEL,
+        conversation_id=message.conversation_id,
+        text=text,
+        queued_before=utcnow() - timedelta(seconds=BACKED_UP_SECONDS),
+        longest=JOINED_LONGEST,
+        meta={"kind": "copy", "joinable": True, "joined": True},
     )
 
 

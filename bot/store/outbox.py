@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -161,10 +161,57 @@ async def by_key(session: AsyncSession, key: str) -> OutboxItem | None:
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def join_waiting(
+    session: AsyncSession,
+    *,
+    channel: str,
+    conversation_id: int,
+    text: str,
+    queued_before: datetime,
+    longest: int,
+    meta: dict[str, Any],
+) -> bool:
+    """Add `text`, as a new line, to the last post of the conversation on `channel` if it is
+    a joinable one (`meta.joinable`) that has waited since before `queued_before` and stays
+    within `longest` characters; its meta becomes `meta`. False when there is none such.
+
+    One conditional statement, with the text joined in SQL: a claim (or another join) that
+    commits first is seen, never overwritten.
+    """
+    last = (
+        select(func.max(OutboxItem.id))
+        .where(
+            OutboxItem.channel == channel,
+            OutboxItem.conversation_id == conversation_id,
+            OutboxItem.status.in_(("pending", "sending")),
+        )
+        .scalar_subquery()
+    )
+    joined = await session.execute(
+        update(OutboxItem)
+        .where(
+            OutboxItem.id == last,
+            OutboxItem.status == "pending",
+            OutboxItem.created_at < queued_before,
+            OutboxItem.meta["joinable"].as_boolean(),
+            func.length(OutboxItem.text) + len(text) + 1 <= longest,
+        )
+        .values(text=OutboxItem.text + "\n" + text, meta=meta)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(joined, "rowcount", 0))
+
+
 async def due_heads(
-    session: AsyncSession, channel: str, *, limit: int = 50, now: datetime | None = None
+    session: AsyncSession,
+    channel: str,
+    *,
+    limit: int = 50,
+    now: datetime | None = None,
+    first_kinds: Sequence[str] = (),
 ) -> list[OutboxItem]:
-    """Items of `channel` that may be sent now, oldest first: only read, nothing is claimed.
+    """Items of `channel` that may be sent now, oldest first (those of `first_kinds` before
+    the rest): only read, nothing is claimed.
 
     Only each conversation's oldest unsent item may go, so a conversation's messages arrive in
     the order they were written; each post about no conversation is a queue of its own (with
@@ -188,10 +235,16 @@ async def due_heads(
             OutboxItem.status == "pending",
             OutboxItem.next_attempt_at <= (now or utcnow()),
         )
-        .order_by(OutboxItem.id)
+        .order_by(*_first(first_kinds), OutboxItem.id)
         .limit(limit)
     )
     return list((await session.execute(query)).scalars())
+
+
+def _first(kinds: Sequence[str]) -> list[ColumnElement[int]]:
+    if not kinds:
+        return []
+    return [case((OutboxItem.meta["kind"].as_string().in_(kinds), 0), else_=1)]
 
 
 async def claim(

@@ -138,6 +138,7 @@ class StaffChannel(Channel):
 
     name = STAFF_CHANNEL
     text_limit = MAX_MESSAGE_LENGTH
+    first_kinds: tuple[str, ...] = ("summary",)  # 20 posts a minute: new handoffs first
 
     def __init__(self, bot: Bot, pacing: Pacing, db: Database, chat_id: int) -> None:
         self.bot, self.pacing, self.db, self.chat_id = bot, pacing, db, chat_id

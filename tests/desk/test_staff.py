@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from bot.core.hours import BusinessHours
+from bot.desk import staff as staff_desk
 from bot.desk.handoff import customer_notice
 from bot.desk.staff import (
     StaffMember,
@@ -16,6 +18,7 @@ from bot.desk.staff import (
     set_conversation_state,
     topic_title,
 )
+from bot.store.inbox import pending_messages
 from bot.store.models import AuditEvent, Contact, Conversation, Deal, OutboxItem
 from channels.base import DeliveryResult, Failed
 from tests.support.harness import Harness, RecordingChannel
@@ -56,6 +59,26 @@ async def test_customer_messages_during_handoff_are_copied_to_staff(harness: Har
     assert "hello?? anyone there" in posts[1].text
     customer = [i.text for i in await _to_customer(harness)]
     assert len(customer) == 1  # only the handoff notice; the agent stays silent
+
+
+async def test_lines_written_while_staff_posts_are_backed_up_share_one_post(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staff group takes 20 posts a minute across every topic: under many handoffs at
+    once, a customer's lines join their copy that still waits instead of taking a post each."""
+    monkeypatch.setattr(staff_desk, "BACKED_UP_SECONDS", 0.0)  # every waiting post has waited
+    harness.use_model(ScriptedModel())
+    await harness.answer("urgent: our account is locked")
+    for text in ("hello??", "anyone there", "this is urgent"):  # nothing is delivered meanwhile
+        conversation_id = await harness.receive(text)
+        async with harness.db.reading() as session:
+            pending = await pending_messages(session, conversation_id)
+        await harness.app.runner.handle_inbound(conversation_id, pending)
+    posts = await _staff_posts(harness)
+    assert [p.meta["kind"] for p in posts] == ["summary", "copy"]
+    assert posts[1].text == "💬 hello??\n💬 anyone there\n💬 this is urgent"
+    await harness.app.flush_outbox()
+    assert [p.status for p in await _staff_posts(harness)] == ["sent", "sent"]
 
 
 async def test_staff_reply_reaches_the_customer_once_and_is_audited(harness: Harness) -> None:
