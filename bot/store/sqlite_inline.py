@@ -14,7 +14,10 @@ the file one at a time.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -22,6 +25,8 @@ from typing import Any
 import aiosqlite
 
 LOCKED = ("database is locked", "database table is locked", "database is busy")
+_WAITING_THREADS = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="sqlite-lock-wait")
+"""Where calls wait for another process's lock (rare: this process's writers never meet)."""
 
 
 class _RunAtOnce:
@@ -48,6 +53,12 @@ class InlineConnection(aiosqlite.Connection):
         super().__init__(connect, iter_chunk_size=64)
         self._tx = _RunAtOnce()  # type: ignore[assignment]
         self._busy_timeout_ms = busy_timeout_ms
+        self._waiting_call: concurrent.futures.Future[Any] | None = None
+        """A call waiting on a thread for another process's lock. It cannot be cut short,
+        and its caller may have been cancelled meanwhile: nothing else uses the connection
+        until it is done (two threads in one connection at once crash the process)."""
+        self._handover = threading.Lock()
+        """Held while the connection passes between the loop's thread and a waiting one."""
 
     def __await__(self) -> Any:
         return self._connect().__await__()
@@ -59,6 +70,10 @@ class InlineConnection(aiosqlite.Connection):
         return self
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        waiting = self._waiting_call
+        if waiting is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.wrap_future(waiting))
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
         try:
@@ -67,7 +82,23 @@ class InlineConnection(aiosqlite.Connection):
             if not str(error).startswith(LOCKED):
                 raise
         # Another process holds the lock: wait for it off the loop, as aiosqlite would have.
-        return await asyncio.to_thread(self._waiting, fn, *args, **kwargs)
+        # A thread's future, not a task: it is done only when the thread is done with the
+        # connection, whatever happens to its caller (cancelled, or the loop closing).
+        with self._handover:
+            call = _WAITING_THREADS.submit(self._waiting, fn, *args, **kwargs)
+            self._waiting_call = call
+        call.add_done_callback(self._done_waiting)
+        return await asyncio.wrap_future(call)
+
+    def _done_waiting(self, call: concurrent.futures.Future[Any]) -> None:
+        """On the thread, once its call is done: the connection is free again (and closed,
+        if it was closed meanwhile)."""
+        with self._handover:
+            if self._waiting_call is call:
+                self._waiting_call = None
+            if not self._running and self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
     def _waiting(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         connection = self._conn
@@ -78,10 +109,13 @@ class InlineConnection(aiosqlite.Connection):
             connection.execute("PRAGMA busy_timeout=0")
 
     def stop(self) -> None:
-        self._running = False
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        with self._handover:
+            self._running = False
+            if self._waiting_call is not None:
+                return  # closed by `_done_waiting`, once the waiting call is done with it
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
     async def close(self) -> None:
         self.stop()

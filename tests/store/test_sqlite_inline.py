@@ -64,3 +64,33 @@ async def test_reads_go_on_while_another_process_writes(db: Database, sqlite_pat
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+async def test_a_writer_cancelled_while_it_waits_for_the_lock_leaves_the_loop_and_store_usable(
+    db: Database, sqlite_path: str
+) -> None:
+    """The wait on a thread cannot be cut short: the connection is left to it until it is
+    done, and is then rolled back and reused, with the loop running all along."""
+    other = sqlite3.connect(sqlite_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def write(name: str) -> None:
+        async with db.transaction() as session:
+            await leases.try_acquire(session, name, "worker-1", 60)
+
+    try:
+        writing = asyncio.create_task(write("cancelled"))
+        await asyncio.sleep(0.3)
+        writing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writing
+        started = asyncio.get_running_loop().time()
+        await asyncio.sleep(0.05)
+        assert asyncio.get_running_loop().time() - started < 1  # not stopped behind the wait
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await asyncio.wait_for(write("after"), timeout=10)
+    async with db.reading() as session:
+        assert await leases.holder(session, "after") == "worker-1"
+        assert await leases.holder(session, "cancelled") is None
