@@ -135,19 +135,9 @@ class AuditLog:
         )
 
 
-_WRITTEN = (
-    "created_at",
-    "run_id",
-    "conversation_id",
-    "actor",
-    "kind",
-    "payload",
-    "chain",
-    "seq",
-    "prev_hash",
-    "hash",
-)
-_INSERT_EVENTS = insert(cast(Table, AuditEvent.__table__))
+_EVENTS = cast(Table, AuditEvent.__table__)
+_WRITTEN = tuple(column.name for column in _EVENTS.columns if column.name != "id")
+_INSERT_EVENTS = insert(_EVENTS)
 
 
 async def _take_tip(session: AsyncSession, chain: str, count: int) -> tuple[int, str]:

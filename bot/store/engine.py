@@ -50,11 +50,11 @@ def create_engine(
         return create_async_engine(
             url, echo=echo, pool_pre_ping=True, pool_size=pool_size, max_overflow=0
         )
-    database = make_url(url).database
+    parsed = make_url(url)
+    database = parsed.database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, echo=echo)
-    (path,), _ = engine.sync_engine.dialect.create_connect_args(engine.sync_engine.url)
+    (path,), _ = parsed.get_dialect()().create_connect_args(parsed)  # the file, as pysqlite's
     opened = functools.partial(InlineConnection, path, busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS)
     engine = create_async_engine(url, echo=echo, async_creator=opened)
     _tune_sqlite(engine)

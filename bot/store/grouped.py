@@ -41,7 +41,7 @@ class GroupCommit:
         self._queue: list[_Write] = []
         self._flusher: asyncio.Task[None] | None = None
         self.commits = 0
-        """Transactions committed, for the benchmarks: writes / commits is the batch size."""
+        """Transactions committed so far: writes / commits is the batch size."""
 
     async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run `fn(session)` in a committed transaction; its result, or its error."""
