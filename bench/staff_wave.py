@@ -49,7 +49,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from bench import sending
-from bench.results_io import Record, write_results
+from bench.results_io import Collector, Record, write_results
 from bench.sending import STAFF_CHAT, Limit, LimitedTelegram, SlidingWindow, crmbot_settings
 from bot.app.wiring import App, serve
 from bot.desk import staff as staff_desk
@@ -268,29 +268,15 @@ def show(figures: Figures) -> None:
 
 def records(figures: Figures, wave: Wave, backend: str) -> list[Record]:
     case = f"{figures.case}, {wave.conversations} handoffs at once"
-    found = []
-
-    def add(metric: str, value: float, unit: str, target: str | None = None) -> None:
-        found.append(
-            Record(
-                benchmark="staff_wave",
-                case=case,
-                metric=metric,
-                value=value,
-                unit=unit,
-                target=target,
-                backend=backend,
-            )
-        )
-
+    out = Collector("staff_wave", backend)
     for name, values in (("summary", figures.summary_waits), ("line", figures.line_waits)):
         if len(values) > 1:
-            add(f"{name}_p50_s", statistics.median(values), "s")
-            add(f"{name}_p95_s", statistics.quantiles(values, n=20)[-1], "s")
-            add(f"{name}_max_s", max(values), "s")
-    add("staff_posts", figures.posts, "posts")
-    add("answered_429", figures.refused, "", "== 0")
-    return found
+            out.add(case, f"{name}_p50_s", statistics.median(values), "s", None)
+            out.add(case, f"{name}_p95_s", statistics.quantiles(values, n=20)[-1], "s", None)
+            out.add(case, f"{name}_max_s", max(values), "s", None)
+    out.add(case, "staff_posts", figures.posts, "posts", None)
+    out.add(case, "answered_429", figures.refused, "", "== 0")
+    return out.records
 
 
 async def main(wave: Wave, json_path: str | None, database_url: str | None) -> None:
